@@ -1,0 +1,175 @@
+"""Settings: the one typed configuration object, read from TIDINGS_* variables and a .env file.
+
+Only this module and the CLI read the environment. Bad values fail at start-up with a message that names the
+variable (see `load_settings`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "TIDINGS_"
+
+
+class ConfigError(Exception):
+    """Configuration that cannot work; the message names the variable."""
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Everything tidings can be told. Field `foo_bar` is variable `TIDINGS_FOO_BAR`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # --- process -------------------------------------------------------------------------------------------
+    env: Environment = Environment.development
+    data_dir: Path = Path(".tidings")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "text"] = "auto"
+    public_url: str = ""  # how clients reach this server; used in printed examples only
+
+    # --- bus and history -----------------------------------------------------------------------------------
+    bus_url: str = "memory://"
+    redis_prefix: str = "tidings"
+    history_max_events: int = Field(1000, ge=0)
+    history_max_age_seconds: float = Field(600, ge=0)
+
+    # --- auth ----------------------------------------------------------------------------------------------
+    jwt_secret: str = ""
+    jwt_public_key_path: Path | None = None
+    jwks_url: str = ""
+    jwt_algorithms: CsvList = Field(default_factory=list)  # default: chosen from the key kind
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+    jwt_leeway_seconds: float = Field(30, ge=0)
+    roles_claim: str = "roles"
+    token_cookie: str = ""
+    publish_key: str = ""
+
+    # --- events --------------------------------------------------------------------------------------------
+    max_data_bytes: int = Field(4096, ge=64)
+    max_batch: int = Field(100, ge=1)
+    max_audience: int = Field(1000, ge=1)
+
+    # --- streams -------------------------------------------------------------------------------------------
+    keepalive_seconds: float = Field(30, gt=0)
+    reconnect_delay_ms: int = Field(3000, ge=0)
+    max_connections_per_user: int = Field(0, ge=0)  # 0 = unlimited, on /v1/events
+    admin_max_connections_per_user: int = Field(1, ge=0)  # on /v1/admin/events
+    stream_buffer_bytes: int = Field(1 << 20, ge=1024)
+    stream_buffer_events: int = Field(1000, ge=1)
+    stream_idle_timeout: float = Field(3600, ge=0)  # 0 = never
+    stream_max_lifetime: float = Field(0, ge=0)  # 0 = unlimited
+    shutdown_grace_seconds: float = Field(10, ge=0)
+
+    # --- storage -------------------------------------------------------------------------------------------
+    database_url: str = ""  # default: sqlite+aiosqlite:///<data_dir>/tidings.db
+    device_ttl_days: int = Field(90, ge=1)
+    device_register_rate_per_minute: int = Field(30, ge=0)
+    delivery_log_retention_days: int = Field(7, ge=1)
+
+    # --- push ----------------------------------------------------------------------------------------------
+    worker_in_process: bool | None = None  # default: True with the memory bus, False with Redis
+    worker_concurrency: int = Field(64, ge=1)
+    push_max_attempts: int = Field(5, ge=1)
+    push_visibility_timeout: float = Field(60, gt=0)
+    apns_key_path: Path | None = None
+    apns_key: str = ""
+    apns_key_id: str = ""
+    apns_team_id: str = ""
+    apns_topic: str = ""
+    apns_url: str = ""  # override both hosts (sandbox)
+    fcm_credentials_path: Path | None = None
+    fcm_credentials: str = ""
+    fcm_project_id: str = ""
+    fcm_url: str = ""
+    fcm_token_url: str = ""
+    vapid_private_key_path: Path | None = None
+    vapid_subject: str = ""
+    webpush_allowed_hosts: CsvList = Field(default_factory=list)  # empty = any https host
+    webpush_http_hosts: CsvList = Field(default_factory=list)  # hosts allowed over plain http (dev)
+
+    @field_validator("jwt_algorithms", "webpush_allowed_hosts", "webpush_http_hosts", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("bus_url")
+    @classmethod
+    def _bus_scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://", "unix://")):
+            raise ValueError("must start with memory:// or redis:// (or rediss://)")
+        return value
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _no_none_alg(cls, value: list[str]) -> list[str]:
+        allowed = {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"}
+        bad = [alg for alg in value if alg not in allowed]
+        if bad:
+            raise ValueError(f"unsupported algorithm(s) {bad}; choose from {sorted(allowed)}")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_secrets(self) -> Settings:
+        if self.env is Environment.production:
+            if not (self.jwt_secret or self.jwt_public_key_path or self.jwks_url):
+                raise ValueError(
+                    "production needs TIDINGS_JWT_SECRET, TIDINGS_JWT_PUBLIC_KEY_PATH or TIDINGS_JWKS_URL"
+                )
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.env is Environment.development
+
+    @property
+    def uses_redis(self) -> bool:
+        return not self.bus_url.startswith("memory://")
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'tidings.db'}"
+
+    @property
+    def effective_worker_in_process(self) -> bool:
+        return (not self.uses_redis) if self.worker_in_process is None else self.worker_in_process
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment, turning validation errors into a ConfigError naming variables."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"])
+        name = f"{ENV_PREFIX}{field.upper()}" if field else "configuration"
+        lines.append(f"{name}: {err['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
