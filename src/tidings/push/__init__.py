@@ -1,0 +1,1 @@
+"""Push providers (APNs, FCM, Web Push) behind one contract; see base.py."""

@@ -1,0 +1,136 @@
+"""Payload builders shared by the providers and the publish-time size check (`spec.ensure_push_fits`).
+
+Every push carries `{"type": <event type>, "event_id": <id>}` plus small ids: the spec's `data` when given,
+else the event data's top-level scalars named `id` or `*_id`. The app fetches the content itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from .base import Notification
+
+APNS_MAX_PAYLOAD = 4096
+FCM_MAX_PAYLOAD = 4096
+# 4096-byte push-service body - 86-byte aes128gcm header - 16-byte tag - 1 padding delimiter (RFC 8291 §4)
+WEBPUSH_MAX_PLAINTEXT = 3993
+DEFAULT_WEBPUSH_TTL = 86_400  # a day; pywebpush's default of 0 drops messages for offline browsers
+
+
+def _id_key(key: str) -> bool:
+    from .spec import reserved_key
+
+    return (key == "id" or key.endswith("_id")) and not reserved_key(key)
+
+
+def custom_data(note: Notification) -> dict[str, Any]:
+    """The app-visible keys of every payload."""
+    out: dict[str, Any] = {"type": note.event_type, "event_id": note.event_id}
+    if note.spec.data:
+        out.update(note.spec.data)
+    else:
+        for key, value in note.data.items():
+            if _id_key(key) and (value is None or isinstance(value, str | int | float | bool)):
+                out[key] = value
+    return out
+
+
+def fcm_data(note: Notification) -> dict[str, str]:
+    """FCM `data` must map strings to strings."""
+    return {key: _as_string(value) for key, value in custom_data(note).items()}
+
+
+def _as_string(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return orjson.dumps(value).decode()  # true/false, numbers as JSON writes them
+
+
+def aps(note: Notification) -> dict[str, Any]:
+    """The `aps` dictionary: exactly content-available for silent pushes (Apple's background rule)."""
+    spec = note.spec
+    if spec.mode == "silent":
+        return {"content-available": 1}
+    alert: dict[str, str] = {}
+    if spec.title:
+        alert["title"] = spec.title
+    if spec.body:
+        alert["body"] = spec.body
+    out: dict[str, Any] = {"alert": alert}
+    if spec.badge is not None:
+        out["badge"] = spec.badge
+    if spec.sound:
+        out["sound"] = spec.sound
+    if spec.thread_id:
+        out["thread-id"] = spec.thread_id
+    return out
+
+
+def apns_payload(note: Notification) -> bytes:
+    return orjson.dumps({"aps": aps(note), **custom_data(note)})
+
+
+def apns_push_type(note: Notification) -> str:
+    return "background" if note.spec.mode == "silent" else "alert"
+
+
+def apns_priority(note: Notification) -> str:
+    # Background pushes must be 5; Apple rejects priority 10 with content-available only.
+    if note.spec.mode == "silent" or note.spec.priority == "normal":
+        return "5"
+    return "10"
+
+
+def apns_collapse_id(note: Notification) -> str | None:
+    return note.spec.collapse_key or note.spec.thread_id
+
+
+def fcm_notification(note: Notification) -> dict[str, str] | None:
+    if note.spec.mode != "alert":
+        return None
+    out: dict[str, str] = {}
+    if note.spec.title:
+        out["title"] = note.spec.title
+    if note.spec.body:
+        out["body"] = note.spec.body
+    return out
+
+
+def fcm_payload_size(note: Notification) -> int:
+    """What FCM counts against its 4096-byte limit: the data and notification keys."""
+    counted: dict[str, Any] = {"data": fcm_data(note)}
+    notification = fcm_notification(note)
+    if notification:
+        counted["notification"] = notification
+    return len(orjson.dumps(counted))
+
+
+def webpush_plaintext(note: Notification) -> bytes:
+    """What the service worker receives: the custom keys, plus `notification` for alerts."""
+    body = custom_data(note)
+    spec = note.spec
+    if spec.mode == "alert":
+        shown: dict[str, Any] = {"title": spec.title or "", "body": spec.body or ""}
+        if spec.collapse_key or spec.thread_id:
+            shown["tag"] = spec.collapse_key or spec.thread_id
+        if spec.badge is not None:
+            shown["badge"] = spec.badge
+        if spec.sound:
+            shown["sound"] = spec.sound
+        body["notification"] = shown
+    return orjson.dumps(body)
+
+
+def webpush_urgency(note: Notification) -> str:
+    if note.spec.priority:
+        return note.spec.priority
+    return "high" if note.spec.mode == "alert" else "normal"
+
+
+def webpush_ttl(note: Notification) -> int:
+    return DEFAULT_WEBPUSH_TTL if note.spec.ttl is None else note.spec.ttl
