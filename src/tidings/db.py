@@ -1,0 +1,148 @@
+"""Database plumbing: the shared metadata, the async engine factory and the packaged Alembic migrations.
+
+SQLite is the zero-setup default (a file under the data directory), PostgreSQL via asyncpg is for production.
+Migrations ship inside the package (`tidings/migrations`) and run programmatically, so `upgrade()` works from an
+installed wheel with no alembic.ini in the working directory.
+
+SQLite notes (why the connect/begin hooks below exist):
+- WAL lets readers proceed while one writer commits; busy_timeout makes a second writer wait instead of failing.
+- Python's sqlite3 driver opens transactions lazily and DEFERRED. A deferred transaction that reads and then
+  writes can fail with SQLITE_BUSY_SNAPSHOT without ever consulting the busy handler. We take over transaction
+  control (isolation_level=None) and issue `BEGIN IMMEDIATE` for transactions opened through `write_tx()`, so
+  concurrent writers queue on the busy timeout instead of failing.
+- foreign_keys is off by default in SQLite; device_channels relies on ON DELETE CASCADE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, MetaData, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+__all__ = ["alembic_config", "create_engine", "current", "is_sqlite", "metadata", "upgrade", "write_tx"]
+
+# Deterministic constraint names keep Alembic autogenerate/`check` stable across SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+_IMMEDIATE = "tidings_sqlite_immediate"
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An AsyncEngine for `url` (sqlite+aiosqlite:// or postgresql+asyncpg://), tuned for our access pattern."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+asyncpg")  # plain postgresql:// means the async driver here
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.drivername == "sqlite":
+            parsed = parsed.set(drivername="sqlite+aiosqlite")
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(parsed, **kwargs)
+        _install_sqlite_hooks(engine)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)  # a restarted PostgreSQL must not surface as a 500
+    return create_async_engine(parsed, **kwargs)
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see module docstring)
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; fsync per checkpoint, not per commit
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@asynccontextmanager
+async def write_tx(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction that will write: takes SQLite's write lock up front; a plain transaction elsewhere."""
+    async with engine.connect() as conn:
+        await conn.execution_options(**{_IMMEDIATE: True})
+        async with conn.begin():
+            yield conn
+
+
+# --- migrations ---------------------------------------------------------------------------------------------
+
+
+def alembic_config() -> Config:
+    """An Alembic Config pointing at the packaged migrations; no ini file needed."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    return cfg
+
+
+def _upgrade_sync(conn: Connection, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, revision)
+
+
+def _current_sync(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+async def upgrade(url: str, revision: str = "head", *, engine: AsyncEngine | None = None) -> None:
+    """Bring the database at `url` to `revision` (default: the newest shipped migration)."""
+    own = engine is None
+    eng = engine or create_engine(url)
+    try:
+        async with write_tx(eng) as conn:
+            await conn.run_sync(_upgrade_sync, revision)
+    finally:
+        if own:
+            await eng.dispose()
+
+
+async def current(url: str, *, engine: AsyncEngine | None = None) -> str | None:
+    """The revision the database at `url` is at, or None when it was never migrated."""
+    own = engine is None
+    eng = engine or create_engine(url)
+    try:
+        async with eng.connect() as conn:
+            return await conn.run_sync(_current_sync)
+    finally:
+        if own:
+            await eng.dispose()
+
+
+def head_revision() -> str | None:
+    """The newest revision shipped in the package."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def upgrade_blocking(url: str, revision: str = "head") -> None:
+    """`upgrade` for synchronous callers (the CLI)."""
+    asyncio.run(upgrade(url, revision))
