@@ -1,0 +1,1 @@
+"""Push delivery: the job queue, the worker that drains it, the retry policy and the delivery log."""

@@ -1,0 +1,169 @@
+"""The push job queue: what a job is, the small contract every backend keeps, and the URL-based factory.
+
+Delivery is at-least-once: a job is removed only when a worker acks it, retries it (ack + schedule,
+atomically) or dead-letters it. A job reserved by a worker that dies becomes visible again after the
+visibility timeout, so nothing accepted is lost; a redelivered job may repeat sends that had already
+succeeded (providers derive `apns-id` from event id + device so a repeat is recognisable).
+
+Backends: `memory://` (one process, embedded mode) and Redis Streams with a consumer group (`redis://`),
+chosen by `Settings.bus_url` like the bus, lazily imported; tests may pass an instance instead.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from tidings.config import Settings
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class PushJob:
+    """One event's push work: who it is for, what to send, and which attempt this is."""
+
+    event_id: str
+    event_type: str
+    audience: Mapping[str, Any]  # {"users": [...], "roles": [...], "topics": [...], "broadcast": bool}
+    spec: Mapping[str, Any]  # PushSpec.model_dump(exclude_none=True)
+    data: Mapping[str, Any]  # the event's data
+    attempt: int = 1
+    device_ids: tuple[str, ...] | None = None  # a retry targets only the devices that asked to be retried
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "event_id": self.event_id,
+                "event_type": self.event_type,
+                "audience": self.audience,
+                "spec": self.spec,
+                "data": self.data,
+                "attempt": self.attempt,
+                "device_ids": list(self.device_ids) if self.device_ids is not None else None,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | str) -> PushJob:
+        obj = orjson.loads(raw)
+        ids = obj.get("device_ids")
+        return cls(
+            event_id=str(obj["event_id"]),
+            event_type=str(obj["event_type"]),
+            audience=obj.get("audience") or {},
+            spec=obj.get("spec") or {},
+            data=obj.get("data") or {},
+            attempt=int(obj.get("attempt", 1)),
+            device_ids=tuple(str(i) for i in ids) if ids is not None else None,
+        )
+
+    def next_attempt(self, device_ids: tuple[str, ...] | None) -> PushJob:
+        """The job a retry enqueues: the next attempt number, narrowed to the devices that asked for it."""
+        return PushJob(
+            self.event_id, self.event_type, self.audience, self.spec, self.data, self.attempt + 1, device_ids
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A reserved job. `deliveries` counts how often this queue entry was handed out (> 1 after a reclaim)."""
+
+    id: str
+    job: PushJob
+    consumer: str
+    deliveries: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A job given up on, and why."""
+
+    id: str
+    job: PushJob
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    ready: int  # waiting to be reserved
+    in_flight: int  # reserved, not yet acked (includes leases of dead workers awaiting reclaim)
+    delayed: int  # scheduled retries not yet due
+    due: int  # scheduled retries whose time has come (moved to ready by the next reserve)
+    dead: int
+
+    @property
+    def outstanding(self) -> int:
+        """Jobs that still need a worker now (burst mode stops when this is 0; future retries excluded)."""
+        return self.ready + self.in_flight + self.due
+
+
+@dataclass(slots=True)
+class QueueOptions:
+    visibility_timeout: float = 60.0  # seconds a lease may stay unacked before another worker reclaims it
+    dead_letter_max: int = 100_000  # dead letters are for inspection; cap them rather than grow forever
+    clock: Clock = field(default=time.time)
+
+
+class Queue(ABC):
+    """A durable, at-least-once queue of PushJobs shared by workers."""
+
+    @abstractmethod
+    async def enqueue(self, job: PushJob, *, delay: float = 0.0) -> None:
+        """Add a job, ready now or after `delay` seconds."""
+
+    @abstractmethod
+    async def reserve(self, consumer: str, count: int = 1, block_seconds: float = 1.0) -> list[Lease]:
+        """Take up to `count` jobs (reclaimed expired leases first), waiting up to `block_seconds` for one."""
+
+    @abstractmethod
+    async def ack(self, lease: Lease) -> None:
+        """The job is done; remove it."""
+
+    @abstractmethod
+    async def retry(self, lease: Lease, job: PushJob, delay: float) -> None:
+        """Atomically finish `lease` and schedule `job` (often a narrowed next attempt) in `delay` s."""
+
+    @abstractmethod
+    async def dead_letter(self, lease: Lease, job: PushJob, reason: str) -> None:
+        """Atomically finish `lease` and keep `job` with `reason` in the dead-letter list."""
+
+    @abstractmethod
+    async def touch(self, lease: Lease) -> bool:
+        """Renew a lease that is still being worked on; False when it was already reclaimed or finished."""
+
+    @abstractmethod
+    async def stats(self) -> QueueStats:
+        """Counts by state."""
+
+    @abstractmethod
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The most recent dead letters, newest first."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections; the queue's contents stay (for durable backends)."""
+
+    async def depth(self) -> int:
+        """Jobs not yet finished: ready, in flight and scheduled."""
+        s = await self.stats()
+        return s.ready + s.in_flight + s.delayed + s.due
+
+
+def create_queue(settings: Settings, *, clock: Clock = time.time, client: Any = None) -> Queue:
+    """The queue the settings ask for: memory for `memory://`, Redis Streams otherwise (lazily imported)."""
+    options = QueueOptions(visibility_timeout=settings.push_visibility_timeout, clock=clock)
+    if not settings.uses_redis:
+        from tidings.delivery.queue_memory import MemoryQueue
+
+        return MemoryQueue(options)
+    from tidings.delivery.queue_redis import RedisQueue
+
+    return RedisQueue(settings.bus_url, prefix=settings.redis_prefix, options=options, client=client)

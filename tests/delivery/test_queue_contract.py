@@ -1,0 +1,161 @@
+"""One contract suite for every queue backend (memory and Redis Streams), as DESIGN §3 asks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tidings.delivery.queue import PushJob, Queue
+
+from .conftest import StepClock
+
+
+def job(event_id: str = "ev-1", attempt: int = 1, device_ids: tuple[str, ...] | None = None) -> PushJob:
+    return PushJob(
+        event_id=event_id,
+        event_type="order.created",
+        audience={"users": ["u1"], "roles": [], "topics": [], "broadcast": False},
+        spec={"mode": "silent"},
+        data={"order_id": 7},
+        attempt=attempt,
+        device_ids=device_ids,
+    )
+
+
+async def test_enqueued_job_round_trips_unchanged(queue: Queue) -> None:
+    original = job(device_ids=("d1", "d2"))
+    await queue.enqueue(original)
+    [lease] = await queue.reserve("c1", count=1, block_seconds=1)
+    assert lease.job == original
+    assert lease.consumer == "c1" and lease.deliveries == 1
+
+
+async def test_reserve_on_empty_queue_returns_after_block(queue: Queue) -> None:
+    started = time.monotonic()
+    assert await queue.reserve("c1", count=1, block_seconds=0.1) == []
+    assert time.monotonic() - started < 1.0
+
+
+async def test_blocked_reserve_wakes_on_enqueue(queue: Queue) -> None:
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        await queue.enqueue(job())
+
+    started = time.monotonic()
+    async with asyncio.timeout(5):
+        task = asyncio.create_task(later())
+        leases = await queue.reserve("c1", count=1, block_seconds=3)
+        await task
+    assert len(leases) == 1
+    assert time.monotonic() - started < 1.5
+
+
+async def test_reserve_takes_at_most_count(queue: Queue) -> None:
+    for i in range(5):
+        await queue.enqueue(job(f"ev-{i}"))
+    first = await queue.reserve("c1", count=3, block_seconds=0.1)
+    second = await queue.reserve("c1", count=3, block_seconds=0.1)
+    assert len(first) == 3 and len(second) == 2
+    assert sorted(lease.job.event_id for lease in first + second) == [f"ev-{i}" for i in range(5)]
+
+
+async def test_ack_removes_the_job(queue: Queue) -> None:
+    await queue.enqueue(job())
+    [lease] = await queue.reserve("c1", block_seconds=0.1)
+    assert (await queue.stats()).in_flight == 1
+    await queue.ack(lease)
+    stats = await queue.stats()
+    assert (stats.ready, stats.in_flight, stats.delayed, stats.dead) == (0, 0, 0, 0)
+    assert await queue.depth() == 0
+
+
+async def test_each_job_goes_to_exactly_one_of_many_consumers(queue: Queue) -> None:
+    for i in range(40):
+        await queue.enqueue(job(f"ev-{i}"))
+    seen: list[str] = []
+
+    async def consume(name: str) -> None:
+        while leases := await queue.reserve(name, count=4, block_seconds=0.05):
+            for lease in leases:
+                seen.append(lease.job.event_id)
+                await queue.ack(lease)
+
+    async with asyncio.timeout(10):
+        await asyncio.gather(*(consume(f"c{i}") for i in range(3)))
+    assert sorted(seen) == sorted(f"ev-{i}" for i in range(40))
+
+
+async def test_lease_of_a_dead_consumer_is_reclaimed_after_visibility_timeout(queue: Queue) -> None:
+    await queue.enqueue(job())
+    [lease] = await queue.reserve("dies", block_seconds=0.1)
+    assert await queue.reserve("other", block_seconds=0.05) == []  # not before the timeout (0.3 s)
+    async with asyncio.timeout(5):
+        reclaimed = await queue.reserve("other", block_seconds=2)
+    assert [r.job for r in reclaimed] == [lease.job]
+    assert reclaimed[0].id == lease.id and reclaimed[0].deliveries == 2
+    assert await queue.touch(lease) is False  # the dead consumer's lease is no longer its own
+    await queue.ack(reclaimed[0])
+    assert await queue.depth() == 0
+
+
+async def test_touch_keeps_a_slow_job_from_being_reclaimed(queue: Queue) -> None:
+    await queue.enqueue(job())
+    [lease] = await queue.reserve("slow", block_seconds=0.1)
+    for _ in range(4):  # 0.6 s in all, twice the visibility timeout
+        await asyncio.sleep(0.15)
+        assert await queue.touch(lease) is True
+        assert await queue.reserve("other", block_seconds=0) == []
+    await queue.ack(lease)
+
+
+async def test_retry_is_invisible_until_due(queue: Queue, clock: StepClock) -> None:
+    await queue.enqueue(job())
+    [lease] = await queue.reserve("c1", block_seconds=0.1)
+    await queue.retry(lease, lease.job.next_attempt(("d2",)), delay=30)
+    stats = await queue.stats()
+    assert (stats.ready, stats.in_flight, stats.delayed, stats.due) == (0, 0, 1, 0)
+    assert await queue.depth() == 1
+    assert await queue.reserve("c1", block_seconds=0.05) == []
+    clock.advance(31)
+    assert (await queue.stats()).due == 1
+    [again] = await queue.reserve("c1", block_seconds=0.5)
+    assert again.job.attempt == 2 and again.job.device_ids == ("d2",)
+    assert again.deliveries == 1
+
+
+async def test_retry_without_delay_is_ready_at_once(queue: Queue) -> None:
+    await queue.enqueue(job())
+    [lease] = await queue.reserve("c1", block_seconds=0.1)
+    await queue.retry(lease, lease.job, delay=0)
+    [again] = await queue.reserve("c2", block_seconds=0.5)
+    assert again.job == lease.job
+
+
+async def test_identical_retries_do_not_collapse(queue: Queue, clock: StepClock) -> None:
+    await queue.enqueue(job())
+    await queue.enqueue(job())
+    leases = await queue.reserve("c1", count=2, block_seconds=0.1)
+    for lease in leases:
+        await queue.retry(lease, lease.job.next_attempt(None), delay=5)
+    clock.advance(6)
+    again = await queue.reserve("c1", count=5, block_seconds=0.3)
+    assert len(again) == 2
+
+
+async def test_enqueue_with_delay(queue: Queue, clock: StepClock) -> None:
+    await queue.enqueue(job(), delay=10)
+    assert await queue.reserve("c1", block_seconds=0.05) == []
+    clock.advance(10)
+    assert len(await queue.reserve("c1", block_seconds=0.3)) == 1
+
+
+async def test_dead_letter_keeps_job_and_reason(queue: Queue) -> None:
+    await queue.enqueue(job("ev-dead", attempt=5))
+    [lease] = await queue.reserve("c1", block_seconds=0.1)
+    await queue.dead_letter(lease, lease.job, "max_attempts: apns 503 ServiceUnavailable")
+    stats = await queue.stats()
+    assert (stats.ready, stats.in_flight, stats.dead) == (0, 0, 1)
+    [dead] = await queue.dead_letters()
+    assert dead.job.event_id == "ev-dead" and dead.job.attempt == 5
+    assert dead.reason == "max_attempts: apns 503 ServiceUnavailable"
+    assert await queue.depth() == 0
