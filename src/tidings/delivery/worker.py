@@ -1,0 +1,301 @@
+"""The delivery worker: takes push jobs from the queue, sends them, and decides each job's fate.
+
+Shaped after arq's Worker (DESIGN §11): keyword-only settings, at most `max_jobs` jobs at once, `burst` mode
+that returns once nothing is left to do now (tests, cron-style runs), a graceful stop that takes no new jobs
+and gives running ones `grace_seconds` before they are cancelled and handed back to the queue, and counters
+in `__repr__`.
+
+A job's fate, after its sends (see dispatch.py for the per-device part):
+- every device answered something final → ack;
+- some devices answered `retry_later` → one narrowed job for just those devices, delayed by the retry policy
+  (Retry-After honoured) — or, after `max_attempts`, a dead letter naming the reasons;
+- the job itself could not be read or its devices looked up → the whole job is retried or dead-lettered.
+Every attempt is written to the delivery log, one statement per job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from tidings import metrics
+from tidings.delivery.dispatch import Attempt, DeviceSource, Dispatcher
+from tidings.delivery.log import DeliveryRecord
+from tidings.delivery.queue import Lease, PushJob, Queue
+from tidings.delivery.retry import RetryPolicy, is_quota
+from tidings.push.base import Outcome, Provider
+from tidings.push.spec import PushSpec
+
+logger = logging.getLogger("tidings.delivery")
+
+
+class DeliveryRecorder(Protocol):
+    async def record(self, rows: Sequence[DeliveryRecord]) -> None: ...
+
+
+class Worker:
+    """Drains a push Queue: `await run()`; stop with `stop()`, `await close()` or SIGTERM (handle_signals)."""
+
+    def __init__(
+        self,
+        *,
+        queue: Queue,
+        devices: DeviceSource,
+        providers: Mapping[str, Provider],
+        log: DeliveryRecorder,
+        concurrency: int = 64,
+        max_attempts: int = 5,
+        clock: Callable[[], float] = time.time,
+        burst: bool = False,
+        max_jobs: int = 10,
+        send_timeout: float = 30.0,
+        heartbeat_seconds: float = 20.0,
+        grace_seconds: float = 10.0,
+        poll_seconds: float = 1.0,
+        retry_policy: RetryPolicy | None = None,
+        consumer: str | None = None,
+        handle_signals: bool = False,
+    ) -> None:
+        self.queue = queue
+        self.log = log
+        self.clock = clock
+        self.burst = burst
+        self.max_jobs = max_jobs
+        self.heartbeat_seconds = heartbeat_seconds
+        self.grace_seconds = grace_seconds
+        self.poll_seconds = poll_seconds
+        self.policy = retry_policy or RetryPolicy(max_attempts=max_attempts)
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+        self.dispatcher = Dispatcher(
+            devices=devices, providers=providers, concurrency=concurrency, send_timeout=send_timeout
+        )
+        self.counters: Counter[str] = Counter()
+        self._running: dict[asyncio.Task[None], Lease] = {}
+        self._stopping = asyncio.Event()
+        self._done = asyncio.Event()
+        self._handle_signals = handle_signals
+        self._started = False
+
+    def __repr__(self) -> str:
+        c = self.counters
+        sends = " ".join(f"{o.value}={c['send.' + o.value]}" for o in Outcome if c["send." + o.value])
+        return (
+            f"<Worker {self.consumer} j_complete={c['jobs.complete']} j_retried={c['jobs.retried']} "
+            f"j_dead={c['jobs.dead']} j_returned={c['jobs.returned']} j_ongoing={len(self._running)}"
+            f"{' ' + sends if sends else ''}>"
+        )
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Take no new jobs; `run()` returns once running jobs finish or the grace period ends."""
+        self._stopping.set()
+
+    async def close(self) -> None:
+        """Stop and wait until `run()` has handed everything back (if it is running)."""
+        self.stop()
+        if self._started:
+            await self._done.wait()
+
+    async def run(self) -> None:
+        """Process jobs until stopped (or, in burst mode, until nothing is left to do now)."""
+        self._started = True
+        self._done.clear()
+        if self._handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        heartbeat = asyncio.create_task(self._heartbeat(), name="tidings-worker-heartbeat")
+        try:
+            await self._loop()
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await self._drain()
+            self._done.set()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        running = len(self._running)
+        logger.info("worker %s got %s: finishing %d running job(s)", self.consumer, sig.name, running)
+        self.stop()
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            free = self.max_jobs - len(self._running)
+            if free <= 0:
+                await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
+                continue
+            # Short blocks in burst mode: "empty" must be noticed quickly; otherwise poll_seconds bounds how
+            # long a stop waits for the reserve in progress (cancelling it could strand a delivered entry).
+            block = min(self.poll_seconds, 0.1) if self.burst else self.poll_seconds
+            leases = await self.queue.reserve(self.consumer, free, block_seconds=block)
+            for lease in leases:
+                if self._stopping.is_set():
+                    await self._give_back(lease)
+                    continue
+                task = asyncio.create_task(self._process(lease), name=f"push-{lease.job.event_id}")
+                self._running[task] = lease
+                task.add_done_callback(self._running.pop)
+            idle = self.burst and not leases and not self._running
+            if idle and (await self.queue.stats()).outstanding == 0:
+                return
+
+    async def _drain(self) -> None:
+        if not self._running:
+            return
+        tasks = set(self._running)
+        _, late = await asyncio.wait(tasks, timeout=self.grace_seconds)
+        leases = [self._running[t] for t in late]
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        for lease in leases:  # hand back now rather than make another worker wait out the visibility timeout
+            await self._give_back(lease)
+
+    async def _give_back(self, lease: Lease) -> None:
+        try:
+            await self.queue.retry(lease, lease.job, 0)
+            self.counters["jobs.returned"] += 1
+        except Exception:  # it will be reclaimed after the visibility timeout anyway
+            logger.exception("returning job %s to the queue failed", lease.job.event_id)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            with contextlib.suppress(Exception):  # a gauge is not worth a log line per beat
+                metrics.push_queue_depth.set(await self.queue.depth())
+            for lease in list(self._running.values()):
+                try:
+                    if not await self.queue.touch(lease):
+                        logger.warning("lease on job %s was lost to another worker", lease.job.event_id)
+                except Exception:
+                    logger.exception("renewing the lease on job %s failed", lease.job.event_id)
+
+    # --- one job -------------------------------------------------------------------------------------------
+
+    async def _process(self, lease: Lease) -> None:
+        try:
+            await self._process_job(lease)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must not kill the worker; the job stays for another try
+            logger.exception("job %s failed", lease.job.event_id)
+            self.counters["jobs.errors"] += 1
+            await self._retry_or_bury(lease, lease.job, f"worker error: {type(exc).__name__}: {exc}", None)
+
+    async def _process_job(self, lease: Lease) -> None:
+        job = lease.job
+        # A job whose entry was handed out far more often than it was attempted killed its worker each time.
+        if lease.deliveries > self.policy.max_attempts + 1:
+            why = f"redelivered {lease.deliveries} times: a worker died on it each time"
+            await self._bury(lease, job, why)
+            return
+        try:
+            spec = PushSpec.model_validate(job.spec)
+        except ValueError as exc:
+            await self._bury(lease, job, f"invalid push spec: {exc}")
+            return
+        try:
+            devices = await self.dispatcher.resolve(job)
+        except Exception as exc:  # the registry is down: the whole job waits and tries again
+            logger.exception("looking up devices for job %s failed", job.event_id)
+            await self._retry_or_bury(lease, job, f"device lookup failed: {type(exc).__name__}: {exc}", None)
+            return
+        if not devices:
+            await self._record_nobody(job)
+            await self.queue.ack(lease)
+            self.counters["jobs.complete"] += 1
+            return
+        attempts = await self.dispatcher.send(job, spec, devices)
+        await self.dispatcher.apply(attempts)
+        self._count(attempts)
+        await self._record(job, attempts)
+        retry = [a for a in attempts if a.result.outcome is Outcome.retry_later]
+        if not retry:
+            await self.queue.ack(lease)
+            self.counters["jobs.complete"] += 1
+            return
+        narrowed = tuple(a.device.id for a in retry)
+        reasons = sorted({f"{a.device.provider}: {a.result.reason or a.result.status}" for a in retry})
+        await self._retry_or_bury(lease, replace(job, device_ids=narrowed), "; ".join(reasons), retry)
+
+    async def _retry_or_bury(
+        self, lease: Lease, job: PushJob, reason: str, retry: Sequence[Attempt] | None
+    ) -> None:
+        if not self.policy.should_retry(job.attempt):
+            await self._bury(lease, job, f"gave up after {job.attempt} attempt(s): {reason}")
+            return
+        retry_after = max((a.result.retry_after or 0.0 for a in retry or ()), default=0.0)
+        quota = any(is_quota(a.result.reason) for a in retry or ())
+        delay = self.policy.delay(
+            job.attempt, retry_after=retry_after or None, reason="QUOTA_EXCEEDED" if quota else ""
+        )
+        await self.queue.retry(lease, job.next_attempt(job.device_ids), delay)
+        self.counters["jobs.retried"] += 1
+        logger.info("job %s attempt %d: retrying in %.1fs (%s)", job.event_id, job.attempt, delay, reason)
+
+    async def _bury(self, lease: Lease, job: PushJob, reason: str) -> None:
+        await self.queue.dead_letter(lease, job, reason)
+        self.counters["jobs.dead"] += 1
+        logger.warning("job %s dead-lettered: %s", job.event_id, reason)
+
+    async def _record_nobody(self, job: PushJob) -> None:
+        # One row even when nobody is reachable: "why didn't my phone buzz?" starts with "was it registered?".
+        row = DeliveryRecord(
+            event_id=job.event_id,
+            device_id=None,
+            user_id=None,
+            provider="-",
+            outcome=Outcome.skipped.value,
+            reason="no_active_devices" if job.device_ids is None else "devices_gone",
+            status=None,
+            attempt=job.attempt,
+            latency_ms=None,
+            created_at=self.clock(),
+        )
+        await self._write(job, [row])
+
+    def _count(self, attempts: Sequence[Attempt]) -> None:
+        by_label: Counter[tuple[str, str]] = Counter()
+        for a in attempts:
+            self.counters["send." + a.result.outcome.value] += 1
+            by_label[(a.device.provider, a.result.outcome.value)] += 1
+            if a.latency_ms is not None:
+                metrics.push_latency_seconds.labels(a.device.provider).observe(a.latency_ms / 1000.0)
+        for (provider, outcome), n in by_label.items():  # one counter update per label set and job
+            metrics.push_sent_total.labels(provider, outcome).inc(n)
+
+    async def _record(self, job: PushJob, attempts: Sequence[Attempt]) -> None:
+        now = self.clock()
+        rows = [
+            DeliveryRecord(
+                event_id=job.event_id,
+                device_id=a.device.id,
+                user_id=a.device.user_id,
+                provider=a.device.provider,
+                outcome=a.result.outcome.value,
+                reason=a.result.reason,
+                status=a.result.status,
+                attempt=job.attempt,
+                latency_ms=a.latency_ms,
+                created_at=now,
+            )
+            for a in attempts
+        ]
+        await self._write(job, rows)
+
+    async def _write(self, job: PushJob, rows: Sequence[DeliveryRecord]) -> None:
+        try:
+            await self.log.record(rows)
+        except Exception:  # the log is for humans; losing a batch must not resend pushes
+            logger.exception("writing %d delivery rows for job %s failed", len(rows), job.event_id)
