@@ -1,11 +1,11 @@
 """Database plumbing: the shared metadata, the async engine factory and the packaged Alembic migrations.
 
 SQLite is the zero-setup default (a file under the data directory), PostgreSQL via asyncpg is for production.
-Migrations ship inside the package (`tidings/migrations`) and run programmatically, so `upgrade()` works from an
-installed wheel with no alembic.ini in the working directory.
+Migrations ship inside the package (`tidings/migrations`) and run programmatically, so `upgrade()` works
+from an installed wheel with no alembic.ini in the working directory.
 
 SQLite notes (why the connect/begin hooks below exist):
-- WAL lets readers proceed while one writer commits; busy_timeout makes a second writer wait instead of failing.
+- WAL lets readers proceed while one writer commits; busy_timeout makes a second writer wait, not fail.
 - Python's sqlite3 driver opens transactions lazily and DEFERRED. A deferred transaction that reads and then
   writes can fail with SQLITE_BUSY_SNAPSHOT without ever consulting the busy handler. We take over transaction
   control (isolation_level=None) and issue `BEGIN IMMEDIATE` for transactions opened through `write_tx()`, so
@@ -50,10 +50,11 @@ def is_sqlite(url: str) -> bool:
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An AsyncEngine for `url` (sqlite+aiosqlite:// or postgresql+asyncpg://), tuned for our access pattern."""
+    """An AsyncEngine for `url` (sqlite+aiosqlite:// or postgresql+asyncpg://), tuned for our use."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+asyncpg")  # plain postgresql:// means the async driver here
+        # plain postgresql:// means the async driver here
+        parsed = parsed.set(drivername="postgresql+asyncpg")
     if parsed.get_backend_name() == "sqlite":
         if parsed.drivername == "sqlite":
             parsed = parsed.set(drivername="sqlite+aiosqlite")

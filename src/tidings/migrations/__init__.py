@@ -1,1 +1,1 @@
-"""Alembic migrations shipped with the package; run them with `tidings db upgrade` or `tidings.db.upgrade()`."""
+"""Alembic migrations shipped with the package; run by `tidings db upgrade` or `tidings.db.upgrade()`."""

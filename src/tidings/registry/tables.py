@@ -1,7 +1,7 @@
 """SQL tables of the registry and of the delivery log, declared once on the shared `tidings.db.metadata`.
 
-Alembic's `check` compares these declarations with the shipped migrations, so every table the package uses lives
-here (the delivery log's table too, although another module writes it).
+Alembic's `check` compares these declarations with the shipped migrations, so every table the package uses
+lives here (the delivery log's table too, although another module writes it).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ device_channels = Table(
     Column(
         "device_id",
         String(32),
-        ForeignKey("devices.id", ondelete="CASCADE"),
+        ForeignKey("devices.id", ondelete="CASCADE", onupdate="CASCADE"),  # id rotates on owner change
         primary_key=True,
     ),
     Column("channel", String(300), primary_key=True),

@@ -54,7 +54,11 @@ def upgrade() -> None:
         sa.Column("device_id", sa.String(32), nullable=False),
         sa.Column("channel", sa.String(300), nullable=False),
         sa.ForeignKeyConstraint(
-            ["device_id"], ["devices.id"], name="fk_device_channels_device_id_devices", ondelete="CASCADE"
+            ["device_id"],
+            ["devices.id"],
+            name="fk_device_channels_device_id_devices",
+            ondelete="CASCADE",
+            onupdate="CASCADE",
         ),
         sa.PrimaryKeyConstraint("device_id", "channel", name="pk_device_channels"),
     )
@@ -62,7 +66,9 @@ def upgrade() -> None:
 
     op.create_table(
         "deliveries",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
         sa.Column("event_id", sa.String(64), nullable=False),
         sa.Column("device_id", sa.String(64), nullable=True),
         sa.Column("user_id", sa.String(256), nullable=True),
