@@ -1,0 +1,218 @@
+"""Token verification: who is calling (a Principal), from the application's own JWTs or the publish key.
+
+Deliberate choices:
+- The algorithm list is explicit and never contains `none`; the key is chosen by algorithm family, so an HS256
+  token can never be checked against a public key used as an HMAC secret (algorithm confusion).
+- `sub` and `exp` are required: a stream lives as long as its token, and a token without an end would make it
+  immortal.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from .config import ConfigError, Settings
+from .errors import AuthError
+
+PUBLISHER_ROLE = "publisher"
+ADMIN_ROLE = "admin"
+_HMAC_ALGS = frozenset({"HS256", "HS384", "HS512"})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: a user from a JWT, or the server-side publisher."""
+
+    user_id: str
+    roles: frozenset[str] = frozenset()
+    jti: str | None = None
+    expires_at: float | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+TopicAccessRule = Callable[[Principal, str], bool | Awaitable[bool]]
+
+
+def allow_any_topic(principal: Principal, topic: str) -> bool:
+    """The default topic rule: any authenticated principal may read any topic."""
+    return True
+
+
+class JwksCache:
+    """Keys from a JWKS URL, fetched lazily and refetched (at most every `min_refresh` s) on an unknown kid."""
+
+    def __init__(self, url: str, *, ttl: float = 300, min_refresh: float = 30, client: httpx.AsyncClient | None = None):
+        self._url = url
+        self._ttl = ttl
+        self._min_refresh = min_refresh
+        self._client = client
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = float("-inf")
+
+    async def key(self, kid: str | None) -> jwt.PyJWK:
+        now = time.monotonic()
+        stale = now - self._fetched_at > self._ttl
+        unknown = kid not in self._keys and now - self._fetched_at > self._min_refresh
+        if stale or unknown:
+            await self._refresh(now)
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        try:
+            return self._keys[kid or ""]
+        except KeyError:
+            raise AuthError("token signed by an unknown key") from None
+
+    async def _refresh(self, now: float) -> None:
+        try:
+            client = self._client or httpx.AsyncClient(timeout=5)
+            try:
+                response = await client.get(self._url)
+                response.raise_for_status()
+                jwks = jwt.PyJWKSet.from_dict(response.json())
+            finally:
+                if self._client is None:
+                    await client.aclose()
+        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+            if not self._keys:
+                raise AuthError(f"cannot fetch signing keys: {exc}") from exc
+            return  # keep serving the keys we have
+        self._keys = {key.key_id or "": key for key in jwks.keys}
+        self._fetched_at = now
+
+
+class TokenVerifier:
+    """Verifies JWTs per the settings and turns their claims into a Principal."""
+
+    def __init__(self, settings: Settings, *, jwks_client: httpx.AsyncClient | None = None) -> None:
+        self._secret = settings.jwt_secret
+        self._public_key = _load_public_key(settings)
+        self._jwks = JwksCache(settings.jwks_url, client=jwks_client) if settings.jwks_url else None
+        self._algorithms = frozenset(settings.jwt_algorithms or self._default_algorithms())
+        self._audience = settings.jwt_audience or None
+        self._issuer = settings.jwt_issuer or None
+        self._leeway = settings.jwt_leeway_seconds
+        self._roles_path = settings.roles_claim.split(".")
+        self._publish_key = settings.publish_key.encode()
+
+    def _default_algorithms(self) -> list[str]:
+        algs = ["HS256"] if self._secret else []
+        if isinstance(self._public_key, rsa.RSAPublicKey):
+            algs.append("RS256")
+        elif isinstance(self._public_key, ec.EllipticCurvePublicKey):
+            algs.append("ES256")
+        if self._jwks is not None:
+            algs += ["RS256", "ES256"]
+        return algs
+
+    async def verify(self, token: str) -> Principal:
+        """A Principal for a valid token, or AuthError saying why not."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError("malformed token") from exc
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise AuthError(f"token algorithm {alg!r} is not accepted")
+        key = await self._key_for(alg, header.get("kid"))
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["sub", "exp"], "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("token expired", "token_expired") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"invalid token: {exc}") from exc
+        return self._principal(claims)
+
+    async def _key_for(self, alg: str, kid: object) -> Any:
+        if alg in _HMAC_ALGS:
+            if not self._secret:
+                raise AuthError("HMAC tokens are not accepted")
+            return self._secret
+        if self._public_key is not None:
+            return self._public_key
+        if self._jwks is not None:
+            return (await self._jwks.key(kid if isinstance(kid, str) else None)).key
+        raise AuthError("no public key configured for this algorithm")
+
+    def _principal(self, claims: Mapping[str, Any]) -> Principal:
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub or len(sub) > 256:
+            raise AuthError("token `sub` must be a non-empty string of at most 256 characters")
+        jti = claims.get("jti")
+        return Principal(
+            user_id=sub,
+            roles=_roles(claims, self._roles_path),
+            jti=jti if isinstance(jti, str) else None,
+            expires_at=float(claims["exp"]),
+            claims=claims,
+        )
+
+    async def verify_publisher(self, credential: str) -> Principal:
+        """The publish key, or a JWT that carries the publisher role."""
+        if self._publish_key and hmac.compare_digest(credential.encode(), self._publish_key):
+            return Principal(user_id="publisher", roles=frozenset({PUBLISHER_ROLE}))
+        if credential.count(".") != 2:
+            raise AuthError("invalid publish key")
+        principal = await self.verify(credential)
+        if not principal.has_role(PUBLISHER_ROLE):
+            raise AuthError("token lacks the publisher role", "forbidden")
+        return principal
+
+
+def _roles(claims: Mapping[str, Any], path: Sequence[str]) -> frozenset[str]:
+    value: Any = claims
+    for part in path:  # dotted paths reach nested claims, e.g. Keycloak's realm_access.roles
+        value = value.get(part) if isinstance(value, Mapping) else None
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list):
+        return frozenset(role for role in value if isinstance(role, str))
+    return frozenset()
+
+
+def _load_public_key(settings: Settings) -> Any:
+    if settings.jwt_public_key_path is None:
+        return None
+    try:
+        return load_pem_public_key(settings.jwt_public_key_path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"TIDINGS_JWT_PUBLIC_KEY_PATH: cannot load a PEM public key: {exc}") from exc
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The credential of an `Authorization: Bearer <x>` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return None
+    return credential.strip()
+
+
+def mint_token(
+    secret: str, user_id: str, roles: Sequence[str] = (), *, ttl: float = 3600, now: float | None = None,
+    **claims: Any,
+) -> str:
+    """An HS256 development token (the CLI's `tidings token`)."""
+    issued = time.time() if now is None else now
+    payload = {"sub": user_id, "roles": list(roles), "iat": int(issued), "exp": int(issued + ttl), **claims}
+    return jwt.encode(payload, secret, algorithm="HS256")

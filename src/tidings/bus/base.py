@@ -1,0 +1,49 @@
+"""The bus contract: carry encoded events to every process, assigning each a totally ordered id."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+Deliver = Callable[[bytes], None]
+"""Called in the event loop with each bus message (`<id>\\n<type>\\n<channels>\\n<json>`), in id order."""
+
+
+class Bus(ABC):
+    """One subscription per process; `publish` returns the ids it assigned, in order."""
+
+    @abstractmethod
+    async def start(self, deliver: Deliver) -> None:
+        """Connect and begin delivering every published message to `deliver`."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop delivering and release connections."""
+
+    @abstractmethod
+    async def publish(self, tails: Sequence[bytes]) -> list[str]:
+        """Assign ids to message tails (`<type>\\n<channels>\\n<json>`) and send them; BusUnavailable if it can't."""
+
+    @abstractmethod
+    async def history(self, after: str, channels: Sequence[str]) -> list[bytes] | None:
+        """Messages after id `after` on any of `channels`, oldest first; None when `after` predates the history."""
+
+    @abstractmethod
+    async def mark_revoked(self, jti: str, until: float) -> None:
+        """Remember a revoked session id until epoch time `until`, for every process."""
+
+    @abstractmethod
+    async def is_revoked(self, jti: str) -> bool:
+        """Whether a session id was revoked (and has not yet expired)."""
+
+    @abstractmethod
+    async def healthy(self) -> bool:
+        """Whether the broker is reachable now."""
+
+
+def parse_id(event_id: str) -> tuple[int, int]:
+    """`<ms>-<seq>` → a tuple that sorts in publish order; ValueError for anything else."""
+    ms, sep, seq = event_id.partition("-")
+    if not sep or not ms.isdigit() or not seq.isdigit() or len(event_id) > 41:
+        raise ValueError(f"not an event id: {event_id!r}")
+    return int(ms), int(seq)

@@ -1,0 +1,94 @@
+"""The hub's stateful parts beyond streams: database, device registry, delivery log, push queue, background jobs.
+
+Embedded mode (memory bus, SQLite) runs everything here, in the server process: the schema is upgraded at start,
+the push worker and the pruner run as tasks. With Redis, the worker is its own process (`tidings worker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from typing import TYPE_CHECKING
+
+from . import db
+from .config import Settings
+from .delivery.log import DeliveryLog
+from .delivery.queue import PushJob, Queue, create_queue
+from .registry.retire import run_pruner
+from .registry.store import DeviceStore
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from .events import EventIn
+
+log = logging.getLogger("tidings.hub")
+
+PRUNE_INTERVAL = 3600.0
+
+
+class Services:
+    """Started by the hub's lifespan; `stop()` releases everything it started."""
+
+    def __init__(
+        self, settings: Settings, engine: AsyncEngine, devices: DeviceStore, deliveries: DeliveryLog, queue: Queue
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.devices = devices
+        self.deliveries = deliveries
+        self.queue = queue
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def start(cls, settings: Settings, *, clock: Callable[[], float]) -> Services:
+        url = settings.effective_database_url
+        if db.is_sqlite(url):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = db.create_engine(url)
+        if db.is_sqlite(url):
+            await db.upgrade(url, engine=engine)  # embedded mode keeps its own schema current
+        devices = DeviceStore(engine, clock=clock, ttl_days=settings.device_ttl_days)
+        deliveries = DeliveryLog(engine, clock=clock, retention_days=settings.delivery_log_retention_days)
+        services = cls(settings, engine, devices, deliveries, create_queue(settings, clock=clock))
+        if settings.effective_worker_in_process:
+            services._tasks.append(asyncio.create_task(run_pruner(devices, PRUNE_INTERVAL, services._stop)))
+        return services
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.queue.close()
+        await self.engine.dispose()
+
+    async def enqueue_pushes(self, events: Sequence[EventIn], ids: Sequence[str]) -> None:
+        for event, event_id in zip(events, ids, strict=True):
+            if event.push is None:
+                continue
+            await self.queue.enqueue(
+                PushJob(
+                    event_id=event_id,
+                    event_type=event.type,
+                    audience=event.to.model_dump(),
+                    spec=event.push.model_dump(exclude_none=True),
+                    data=event.data,
+                )
+            )
+
+    async def readiness(self) -> dict[str, bool]:
+        return {"database": await self._database_ok()}
+
+    async def _database_ok(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        except Exception:  # any failure means "not ready"; the reason is logged
+            log.warning("readiness: database unreachable", exc_info=True)
+            return False
+        return True

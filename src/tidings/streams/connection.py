@@ -1,0 +1,139 @@
+"""One SSE client: a bounded outgoing buffer that the router fills and the connection's own task drains.
+
+The router never awaits a socket: it appends pre-encoded bytes here and wakes the writer. Frames that arrive while
+the writer is busy are joined into one write. A client that falls more than the buffer limit behind is closed as
+`slow`; it resumes from history when it reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ..auth import Principal
+from ..bus import parse_id
+from ..events import Envelope
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class BufferLimits:
+    max_bytes: int = 1 << 20
+    max_events: int = 1000
+
+
+class Connection:
+    """State of one open stream. Few attributes and no task of its own: at 10k clients objects are what cost."""
+
+    __slots__ = (
+        "_bytes", "_chunks", "_events", "_limits", "_pending", "_waiter", "channels", "close_reason",
+        "deadline", "endpoint", "id", "ip", "last_event_at", "last_write_at", "opened_at", "principal",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        principal: Principal,
+        channels: Sequence[str],
+        *,
+        endpoint: str,
+        limits: BufferLimits,
+        now: float,
+        deadline: float | None = None,
+        ip: str = "",
+        replaying: bool = False,
+    ) -> None:
+        self.id = f"c{next(_ids)}"
+        self.principal = principal
+        self.channels = tuple(channels)
+        self.endpoint = endpoint
+        self.ip = ip
+        self.opened_at = self.last_event_at = self.last_write_at = now
+        self.deadline = deadline
+        self.close_reason: str | None = None
+        self._limits = limits
+        self._chunks: list[bytes] = []
+        self._bytes = 0
+        self._events = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._pending: list[Envelope] | None = [] if replaying else None
+
+    @property
+    def closed(self) -> bool:
+        return self.close_reason is not None
+
+    def push(self, envelope: Envelope) -> None:
+        """Queue a live event (the router's call, once per recipient: keep it cheap)."""
+        if self._pending is not None:
+            self._pending.append(envelope)  # held until the replay before it has been queued
+        else:
+            self._enqueue(envelope.frame, envelope.received_at)
+
+    def finish_replay(self, replayed: Iterable[Envelope], after: str | None) -> None:
+        """Queue missed events, then the live ones held meanwhile, skipping any already replayed."""
+        newest = parse_id(after) if after else (-1, -1)
+        for envelope in replayed:
+            key = parse_id(envelope.id)
+            if key > newest:
+                self._enqueue(envelope.frame, envelope.received_at)
+                newest = key
+        pending, self._pending = self._pending or [], None
+        for envelope in pending:
+            if parse_id(envelope.id) > newest:
+                self._enqueue(envelope.frame, envelope.received_at)
+
+    def send_comment(self, frame: bytes) -> None:
+        """Queue a frame that is not an event (keepalive, reset, shutdown): it does not reset the idle clock."""
+        self._enqueue(frame, None)
+
+    def _enqueue(self, frame: bytes, event_at: float | None) -> None:
+        """`event_at` is when the router received the event (None for comments): no clock read per recipient."""
+        if self.close_reason is not None:
+            return
+        self._chunks.append(frame)
+        self._bytes += len(frame)
+        if event_at is not None:
+            self._events += 1
+            self.last_event_at = event_at
+        if self._bytes > self._limits.max_bytes or self._events > self._limits.max_events:
+            self.close("slow")
+            return
+        self._wake()
+
+    def close(self, reason: str) -> None:
+        """Stop the stream after what is already queued; the first reason wins."""
+        if self.close_reason is None:
+            self.close_reason = reason
+            if reason == "slow":
+                self._chunks.clear()  # a client this far behind resumes from history instead
+                self._bytes = 0
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next_chunk(self) -> bytes | None:
+        """Everything queued since the last call, as one write; None once closed and drained."""
+        while not self._chunks:
+            if self.close_reason is not None:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        chunk = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        self._bytes = 0
+        self._events = 0
+        self.last_write_at = time.time()
+        return chunk
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._bytes

@@ -1,0 +1,124 @@
+"""Local fan-out: an index from channel to this process's connections, and the sweep that keeps them honest.
+
+`route` runs once per event per process: it parses the bus message into one SSE frame and hands the same bytes to
+every recipient's buffer. Per-connection timers are replaced by one sweep a second that sends keepalives and
+closes idle, expired and over-age streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+
+from .. import metrics
+from ..events import Envelope
+from .connection import Connection
+
+log = logging.getLogger("tidings.streams")
+
+KEEPALIVE = b":keepalive\n\n"
+
+
+class Router:
+    """Which local connections want which channel; per-user connection limits; the periodic sweep."""
+
+    def __init__(
+        self,
+        *,
+        keepalive: float,
+        idle_timeout: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._index: dict[str, set[Connection]] = {}
+        self._sessions: dict[tuple[str, str], deque[Connection]] = {}
+        self._keepalive = keepalive
+        self._idle_timeout = idle_timeout
+        self._clock = clock
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._sessions.values())
+
+    def connections(self) -> Iterator[Connection]:
+        for queue in self._sessions.values():
+            yield from queue
+
+    def add(self, conn: Connection, *, limit: int = 0) -> None:
+        """Index a connection; beyond `limit` per user and endpoint the oldest is closed (a reloaded tab wins)."""
+        for channel in conn.channels:
+            self._index.setdefault(channel, set()).add(conn)
+        session = self._sessions.setdefault((conn.endpoint, conn.principal.user_id), deque())
+        session.append(conn)
+        while limit and len([c for c in session if not c.closed]) > limit:
+            oldest = next(c for c in session if not c.closed)
+            oldest.close("replaced")
+
+    def remove(self, conn: Connection) -> None:
+        for channel in conn.channels:
+            members = self._index.get(channel)
+            if members is not None:
+                members.discard(conn)
+                if not members:
+                    del self._index[channel]
+        key = (conn.endpoint, conn.principal.user_id)
+        session = self._sessions.get(key)
+        if session is not None:
+            with suppress(ValueError):
+                session.remove(conn)
+            if not session:
+                del self._sessions[key]
+
+    def route(self, envelope: Envelope) -> None:
+        """Hand one event's frame to every local recipient; called in id order."""
+        channels = envelope.channels
+        if len(channels) == 1:
+            recipients: set[Connection] = self._index.get(channels[0], set())
+        else:
+            recipients = set().union(*(self._index.get(channel, ()) for channel in channels))
+        for conn in recipients:
+            conn.push(envelope)
+        metrics.observe_routed(envelope, len(recipients))
+
+    def close_where(self, predicate: Callable[[Connection], bool], reason: str) -> int:
+        matched = [conn for conn in self.connections() if predicate(conn)]
+        for conn in matched:
+            conn.close(reason)
+        return len(matched)
+
+    def sweep(self) -> None:
+        """Keepalives for quiet streams; close idle, expired and over-age ones."""
+        now = self._clock()
+        for conn in list(self.connections()):
+            if conn.closed:
+                continue
+            expires = conn.principal.expires_at
+            if expires is not None and now >= expires:
+                conn.close("expired")
+            elif conn.deadline is not None and now >= conn.deadline:
+                conn.close("lifetime")
+            elif self._idle_timeout and now - conn.last_event_at >= self._idle_timeout:
+                conn.close("idle")
+            elif now - conn.last_write_at >= self._keepalive and not conn.buffered_bytes:
+                conn.send_comment(KEEPALIVE)
+
+    def start(self, period: float = 1.0) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(period), name="tidings-sweeper")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep_forever(self, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.sweep()
+            except Exception:  # the sweep must outlive any one bad connection
+                log.exception("stream sweep failed")

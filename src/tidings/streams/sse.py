@@ -1,0 +1,148 @@
+"""The SSE endpoint as a plain ASGI app: authenticate, resume, then write the connection's buffer until it ends.
+
+It is not a FastAPI route on purpose: a stream is opened once and lives long, and at 10k clients the dependency
+injection and response classes cost more than the stream itself. Nothing is sent before authentication,
+authorization and the topic check have passed, so an error is always a complete JSON answer, never a half-open
+stream. Per connection there is the ASGI task that writes and one small task that waits for the disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from .. import metrics
+from ..auth import Principal
+from ..errors import ApiError, BusUnavailable
+from ..events import Envelope, sse_frame
+from .connection import BufferLimits, Connection
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+log = logging.getLogger("tidings.streams")
+
+WRITE_TIMEOUT = 30.0  # a client that accepts nothing for this long is cut off
+MAX_TOPICS = 100
+
+
+class StreamEndpoint:
+    """`GET /v1/events` and `GET /v1/admin/events`: one instance per path."""
+
+    def __init__(self, hub: Hub, *, name: str, required_role: str | None, limit: int) -> None:
+        self._hub = hub
+        self._name = name
+        self._required_role = required_role
+        self._limit = limit
+        self._role_label = required_role or "user"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope)
+        try:
+            principal, topics = await self._admit(request)
+        except ApiError as exc:
+            await JSONResponse(exc.body(), exc.status, headers=exc.headers)(scope, receive, send)
+            return
+        last_event_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+        conn = self._hub.open_connection(
+            principal, topics, endpoint=self._name, limit=self._limit, ip=_client_ip(scope),
+            replaying=bool(last_event_id),
+        )
+        await self._serve(conn, last_event_id, receive, send)
+
+    async def _admit(self, request: Request) -> tuple[Principal, list[str]]:
+        if self._hub.draining:
+            raise ApiError(503, "shutting_down", "this server is restarting; reconnect", headers={"Retry-After": "1"})
+        principal = await self._hub.authenticate(request)
+        if self._required_role and not principal.has_role(self._required_role):
+            raise ApiError(403, "forbidden", f"this stream requires the role {self._required_role!r}")
+        topics = parse_topics(request.query_params.get("topics"))
+        for topic in topics:
+            if not await self._hub.may_read_topic(principal, topic):
+                raise ApiError(403, "forbidden", f"not allowed to read topic {topic!r}", field="topics")
+        return principal, topics
+
+    async def _serve(self, conn: Connection, last_event_id: str | None, receive: Receive, send: Send) -> None:
+        hub = self._hub
+        opened = metrics.stream_opened(self._role_label)
+        watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+        watcher.add_done_callback(lambda _: conn.close("client"))
+        log.info(
+            "stream open", extra={"conn": conn.id, "user_id": conn.principal.user_id, "role": self._role_label,
+                                  "ip": conn.ip, "endpoint": self._name},
+        )
+        try:
+            if last_event_id:
+                await self._replay(conn, last_event_id)
+            await send({"type": "http.response.start", "status": 200, "headers": hub.stream_headers})
+            await send({"type": "http.response.body", "body": hub.stream_preamble, "more_body": True})
+            completed = await _write_until_closed(conn, send)
+        finally:
+            watcher.cancel()
+            hub.streams.remove(conn)
+            reason = conn.close_reason or "error"
+            metrics.stream_closed(self._role_label, reason, opened)
+            log.info(
+                "stream close", extra={"conn": conn.id, "user_id": conn.principal.user_id, "role": self._role_label,
+                                       "ip": conn.ip, "reason": reason,
+                                       "duration": round(hub.clock() - conn.opened_at, 3)},
+            )
+        if not completed:
+            conn.close("slow")  # returning without completing makes the server drop the socket
+
+    async def _replay(self, conn: Connection, last_event_id: str) -> None:
+        try:
+            messages = await self._hub.bus.history(last_event_id, conn.channels)
+        except BusUnavailable:
+            messages = None
+        if messages is None:
+            conn.send_comment(reset_frame(last_event_id))
+            conn.finish_replay((), None)
+        else:
+            conn.finish_replay((Envelope.parse(m) for m in messages), last_event_id)
+
+
+async def _write_until_closed(conn: Connection, send: Send) -> bool:
+    """Write chunks until the connection closes; False if the client stopped reading for WRITE_TIMEOUT."""
+    try:
+        while (chunk := await conn.next_chunk()) is not None:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    with suppress(Exception):
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+
+def parse_topics(raw: str | None) -> list[str]:
+    if not raw:
+        return []
+    topics = list(dict.fromkeys(t.strip() for t in raw.split(",") if t.strip()))
+    if len(topics) > MAX_TOPICS:
+        raise ApiError(400, "invalid_topics", f"at most {MAX_TOPICS} topics per stream", field="topics")
+    for topic in topics:
+        if len(topic) > 256 or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in topic):
+            raise ApiError(400, "invalid_topics", f"invalid topic name {topic[:64]!r}", field="topics")
+    return topics
+
+
+def reset_frame(last_event_id: str) -> bytes:
+    return sse_frame('{"reason":"history_unavailable"}', event="reset") if last_event_id else b""
+
+
+def _client_ip(scope: Scope) -> str:
+    client: Any = scope.get("client")
+    return str(client[0]) if client else ""
