@@ -118,6 +118,9 @@ class Worker:
         try:
             await self._loop()
         finally:
+            if self._handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    asyncio.get_running_loop().remove_signal_handler(sig)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat

@@ -1,0 +1,79 @@
+"""`tidings deliveries --event ID [--user U]`: what happened to each device for an event or a user."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import typer
+
+from tidings.config import ConfigError, load_settings
+from tidings.delivery.log import DeliveryRecord
+
+app = typer.Typer(help="Show the push delivery log.")
+
+
+@app.callback(invoke_without_command=True)
+def deliveries(
+    event: str | None = typer.Option(None, "--event", help="Event id."),
+    user: str | None = typer.Option(None, "--user", help="User id."),
+    limit: int = typer.Option(100, "--limit", min=1, max=1000),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """Newest first: time, attempt, provider, device, user, outcome, status, reason, latency."""
+    if event is None and user is None:
+        typer.echo("tidings deliveries: give --event ID and/or --user USER", err=True)
+        raise typer.Exit(2)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        typer.echo(f"tidings deliveries: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    rows = asyncio.run(_query(settings.effective_database_url, event, user, limit))
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row.as_dict()))
+        return
+    if not rows:
+        typer.echo(
+            "no deliveries recorded"
+            + (f" for event {event}" if event else "")
+            + (f" for user {user}" if user else "")
+        )
+        return
+    for line in format_rows(rows):
+        typer.echo(line)
+
+
+async def _query(url: str, event: str | None, user: str | None, limit: int) -> list[DeliveryRecord]:
+    from tidings import db
+    from tidings.delivery.log import DeliveryLog
+
+    engine = db.create_engine(url)
+    try:
+        return await DeliveryLog(engine).query(event_id=event, user_id=user, limit=limit)
+    finally:
+        await engine.dispose()
+
+
+def format_rows(rows: list[DeliveryRecord]) -> list[str]:
+    header = ("time (UTC)", "try", "provider", "device", "user", "outcome", "status", "ms", "reason")
+    table = [header] + [
+        (
+            datetime.fromtimestamp(r.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            str(r.attempt),
+            r.provider,
+            r.device_id or "-",
+            r.user_id or "-",
+            r.outcome,
+            "" if r.status is None else str(r.status),
+            "" if r.latency_ms is None else f"{r.latency_ms:.0f}",
+            r.reason,
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1] for row in table
+    ]
