@@ -35,14 +35,19 @@ def p256dh() -> str:
 
 
 def apns_body(token: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"provider": "apns", "platform": "ios", "token": token or secrets.token_hex(32), **extra}
+    return {
+        "provider": "apns",
+        "platform": "ios",
+        "token": secrets.token_hex(32) if token is None else token,
+        **extra,
+    }
 
 
 def fcm_body(token: str | None = None, **extra: Any) -> dict[str, Any]:
     return {
         "provider": "fcm",
         "platform": "android",
-        "token": token or "fcm:" + secrets.token_urlsafe(100),
+        "token": "fcm:" + secrets.token_urlsafe(100) if token is None else token,
         **extra,
     }
 
