@@ -1,0 +1,278 @@
+"""Turn results into the markdown table (stdout and ``bench/RESULTS.md``), JSON and the p99-vs-rate plot.
+
+The summary puts the three systems side by side with tidings/naive and tidings/ceiling ratios, as issue 6
+asks; the per-step tables under it keep every sweep point so a reader can check how a "best rate" was chosen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import subprocess
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.launcher import ROOT, SYSTEMS
+from bench.stats import Step, SystemResult
+
+BENCH = ROOT / "bench"
+LIBS = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "sse-starlette",
+    "orjson",
+    "pydantic",
+    "redis",
+    "PyJWT",
+    "psutil",
+    "matplotlib",
+)
+
+
+def machine() -> dict[str, str]:
+    """CPU model, cores, Python, kernel, library versions, commit: what a reader needs to compare runs."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "somaxconn": _read("/proc/sys/net/core/somaxconn"),
+    }
+    with contextlib.suppress(OSError):
+        info["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    versions = []
+    for lib in ("tidings", *LIBS):
+        try:
+            versions.append(f"{lib} {metadata.version(lib)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{lib} (source tree)" if lib == "tidings" else f"{lib} -")
+    info["libraries"] = ", ".join(versions)
+    return info
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _ms(x: float) -> str:
+    return "—" if math.isnan(x) else (f"{x:.1f}" if x < 100 else f"{x:.0f}")
+
+
+def _num(x: float | None) -> str:
+    if x is None or math.isnan(x):
+        return "—"
+    return f"{x:,.0f}" if x >= 100 else f"{x:.2f}"
+
+
+def _lat(st: Step | None) -> str:
+    return "—" if st is None else f"{_ms(st.latency.p50)} / {_ms(st.latency.p99)} / {_ms(st.latency.max)}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
+        return "—"
+    return f"{a / b:.2f}x"
+
+
+Row = tuple[str, Callable[[SystemResult], float | None], Callable[[SystemResult], str] | None]
+
+
+def _rows(small: int, large: int) -> list[Row]:
+    def best(scn: str, ms: float) -> Callable[[SystemResult], float | None]:
+        return lambda r: b.deliveries_per_s if (b := r.best(scn, ms)) else None
+
+    def lat(scn: str, ms: float) -> Callable[[SystemResult], str]:
+        return lambda r: _lat(r.best(scn, ms))
+
+    def cpu(scn: str, ms: float) -> Callable[[SystemResult], float | None]:
+        return lambda r: b.server_us_per_delivery if (b := r.best(scn, ms)) else None
+
+    def conn(key: str) -> Callable[[SystemResult], float | None]:
+        return lambda r: r.connect.get(key, {}).get("seconds")
+
+    return [
+        (f"fan-out {small:,}: best deliveries/s with p99 ≤ 50 ms (↑)", best("fanout-small", 50), None),
+        (
+            f"fan-out {small:,}: p50 / p99 / max ms at that rate",
+            best("fanout-small", 50),
+            lat("fanout-small", 50),
+        ),
+        (f"fan-out {small:,}: server CPU µs per delivery at that rate (↓)", cpu("fanout-small", 50), None),
+        (f"fan-out {small:,}: connect time s (↓)", conn("small"), None),
+        (f"fan-out {large:,}: connect time s (↓)", conn("large"), None),
+        (f"fan-out {large:,}: best deliveries/s with p99 ≤ 50 ms (↑)", best("fanout-large", 50), None),
+        (f"fan-out {large:,}: best deliveries/s with p99 ≤ 100 ms (↑)", best("fanout-large", 100), None),
+        (
+            f"fan-out {large:,}: p50 / p99 / max ms at that rate",
+            best("fanout-large", 100),
+            lat("fanout-large", 100),
+        ),
+        (f"fan-out {large:,}: server CPU µs per delivery (↓)", cpu("fanout-large", 100), None),
+        (f"targeted {large:,} users: best deliveries/s with p99 ≤ 50 ms (↑)", best("targeted", 50), None),
+        (f"targeted {large:,}: p50 / p99 / max ms at that rate", best("targeted", 50), lat("targeted", 50)),
+        (f"memory: KB RSS per idle connection at {large:,} (↓)", lambda r: r.memory.get("kb_per_conn"), None),
+    ]
+
+
+def _cell(
+    r: SystemResult, value: Callable[[SystemResult], float | None], text: Callable[[SystemResult], str] | None
+) -> str:
+    if r.error:
+        return "error"
+    return text(r) if text else _num(value(r))
+
+
+def summary_table(results: dict[str, SystemResult], small: int, large: int) -> str:
+    names = [s for s in SYSTEMS if s in results]
+    head = "| metric | " + " | ".join(names)
+    sep = "|---|" + "---:|" * len(names)
+    if "tidings" in names:
+        others = [n for n in names if n != "tidings"]
+        head += "".join(f" | tidings/{o}" for o in others)
+        sep += "---:|" * len(others)
+    lines = [head + " |", sep]
+    for label, value, text in _rows(small, large):
+        cells = [_cell(results[n], value, text) for n in names]
+        if "tidings" in names:
+            t = value(results["tidings"])
+            cells += [_ratio(t, value(results[o])) if text is None else "" for o in names if o != "tidings"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    n_ratio = len(names) - 1 if "tidings" in names else 0
+    so = results["tidings"].extra.get("scaleout") if "tidings" in results else None
+    if so:
+        cells = [f"+{so['added_p50_remote']:.2f} (p50 {so['b_p50']:.2f} vs {so['ref_p50']:.2f})"]
+        cells += ["n/a"] * (len(names) - 1) + [""] * n_ratio
+        lines.append("| scale-out via Redis: added p50 ms, other process (↓) | " + " | ".join(cells) + " |")
+    gen = [max((s.gen_cpu_pct for s in results[n].steps), default=float("nan")) for n in names]
+    cells = [f"{g:.0f}%" for g in gen] + [""] * n_ratio
+    lines.append("| generator CPU, peak % of its core (sanity) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def steps_table(results: dict[str, SystemResult]) -> str:
+    lines = [
+        "| scenario | system | clients | offered ev/s | deliveries/s | complete | p50 ms | p99 ms | max ms "
+        "| server CPU % | µs/delivery | gen CPU % | lost conns |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in SYSTEMS:
+        for s in results.get(name, SystemResult(name)).steps:
+            lines.append(
+                f"| {s.scenario} | {s.system} | {s.clients:,} | {s.offered_eps:g} "
+                f"| {s.deliveries_per_s:,.0f} | {100 * s.complete:.1f}% "
+                f"| {_ms(s.latency.p50)} | {_ms(s.latency.p99)} | {_ms(s.latency.max)} "
+                f"| {s.server_cpu_pct:.0f} | {s.server_us_per_delivery:.1f} | {s.gen_cpu_pct:.0f} "
+                f"| {s.lost_connections} |"
+            )
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, SystemResult], path: Path, small: int, large: int) -> bool:
+    """p99 latency against achieved deliveries/s, one line per system, one panel per scenario."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    panels = [
+        ("fanout-small", f"fan-out, {small:,} clients", 50),
+        ("fanout-large", f"fan-out, {large:,} clients", 100),
+        ("targeted", f"targeted, {large:,} users", 50),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, (scn, title, bound) in zip(axes, panels, strict=True):
+        for name in SYSTEMS:
+            pts = [
+                (s.deliveries_per_s, s.latency.p99)
+                for s in results.get(name, SystemResult(name)).steps
+                if s.scenario == scn and not math.isnan(s.latency.p99)
+            ]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=name)
+        ax.axhline(bound, color="grey", linestyle="--", linewidth=1)
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("deliveries/s (achieved)")
+        ax.set_ylabel("p99 latency, ms")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write(
+    results: dict[str, SystemResult],
+    profile: Any,
+    notes: list[str],
+    extra_sections: list[str],
+    stem: str = "RESULTS",
+) -> str:
+    """Write ``<stem>.md``, ``<stem>.json`` and ``<stem>.png`` under bench/; return the summary table."""
+    small, large = profile.small_n, profile.large_n
+    info = machine()
+    command = "python -m bench" + (" --quick" if profile.name == "quick" else "")
+    table = summary_table(results, small, large)
+    png = BENCH / f"{stem}.png"
+    plotted = plot(results, png, small, large)
+    md = [
+        "# tidings benchmark results",
+        "",
+        f"Profile `{profile.name}` — generated by `{command}`.",
+        "Server under test pinned to CPU 0; load generator processes and the publisher pinned to CPU 1.",
+        "All traffic on 127.0.0.1. (↑) higher is better, (↓) lower is better; ratios are tidings ÷ baseline.",
+        "",
+        "## Machine",
+        "",
+        *[f"- **{k}**: {v}" for k, v in info.items()],
+        "",
+        "## Summary",
+        "",
+        table,
+        "",
+        *([f"![p99 latency vs delivery rate]({stem}.png)", ""] if plotted else []),
+        *(["## Notes", "", *[f"- {n}" for n in notes], ""] if notes else []),
+        "## Every sweep step",
+        "",
+        steps_table(results),
+        "",
+        *extra_sections,
+    ]
+    (BENCH / f"{stem}.md").write_text("\n".join(md) + "\n")
+    (BENCH / f"{stem}.json").write_text(
+        json.dumps(
+            {
+                "machine": info,
+                "profile": profile.name,
+                "results": {k: v.to_json() for k, v in results.items()},
+            },
+            indent=1,
+        )
+    )
+    return table
