@@ -1,0 +1,163 @@
+"""The local fan-out index, connection buffers, limits and the sweep (with a controlled clock)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tidings.auth import Principal
+from tidings.events import Envelope
+from tidings.streams.connection import BufferLimits, Connection
+from tidings.streams.router import KEEPALIVE, Router
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def conn(user: str, *channels: str, endpoint: str = "events", limits: BufferLimits | None = None,
+         expires_at: float | None = None, replaying: bool = False, now: float | None = None) -> Connection:
+    principal = Principal(user, expires_at=expires_at)
+    return Connection(principal, ["*", f"u:{user}", *channels], endpoint=endpoint, limits=limits or BufferLimits(),
+                      now=time.time() if now is None else now, replaying=replaying)
+
+
+def envelope(event_id: str, channels: str, kind: str = "a.b") -> Envelope:
+    return Envelope.parse(f'{event_id}\n{kind}\n{channels}\n{{"data":{{}}}}'.encode())
+
+
+def queued(c: Connection) -> bytes:
+    chunks = c._chunks  # the writer would take exactly this
+    return b"".join(chunks)
+
+
+def test_events_reach_exactly_their_audience_once() -> None:
+    router = Router(keepalive=30, idle_timeout=0)
+    alice, bob, admin = conn("alice", "t:news"), conn("bob"), conn("carol", "r:admin")
+    for c in (alice, bob, admin):
+        router.add(c)
+    router.route(envelope("1-0", "u:alice t:news"))  # alice twice over: once on the wire
+    router.route(envelope("2-0", "r:admin"))
+    router.route(envelope("3-0", "*"))
+    assert queued(alice).count(b"id: 1-0") == 1 and b"id: 2-0" not in queued(alice)
+    assert b"id: 1-0" not in queued(bob) and b"id: 3-0" in queued(bob)
+    assert b"id: 2-0" in queued(admin) and b"id: 3-0" in queued(admin)
+
+
+def test_every_recipient_gets_the_same_bytes_object() -> None:
+    router = Router(keepalive=30, idle_timeout=0)
+    a, b = conn("a", "t:x"), conn("b", "t:x")
+    router.add(a)
+    router.add(b)
+    router.route(envelope("1-0", "t:x"))
+    assert a._chunks[0] is b._chunks[0]  # encoded once, shared
+
+
+def test_removed_connections_leave_no_index_entries() -> None:
+    router = Router(keepalive=30, idle_timeout=0)
+    c = conn("alice", "t:news", "r:admin")
+    router.add(c)
+    router.remove(c)
+    assert router._index == {} and router._sessions == {} and len(router) == 0
+
+
+def test_connection_limit_closes_the_oldest_of_that_user_and_endpoint() -> None:
+    router = Router(keepalive=30, idle_timeout=0)
+    first, second, other_endpoint = conn("alice", endpoint="admin"), conn("alice", endpoint="admin"), conn("alice")
+    router.add(first, limit=1)
+    router.add(other_endpoint, limit=1)
+    router.add(second, limit=1)
+    assert first.close_reason == "replaced"
+    assert second.close_reason is None and other_endpoint.close_reason is None
+
+
+def test_a_client_beyond_its_buffer_is_closed_as_slow_and_its_buffer_freed() -> None:
+    router = Router(keepalive=30, idle_timeout=0)
+    slow = conn("slow", limits=BufferLimits(max_bytes=10_000, max_events=1000))
+    fast = conn("fast")
+    router.add(slow)
+    router.add(fast)
+    for i in range(200):
+        router.route(envelope(f"{i}-0", "*"))
+    assert slow.close_reason == "slow" and slow.buffered_bytes == 0 and slow._chunks == []
+    assert fast.close_reason is None and queued(fast).count(b"\n\n") == 200
+
+
+def test_event_count_limit_applies_too() -> None:
+    c = conn("a", limits=BufferLimits(max_bytes=1 << 20, max_events=3))
+    for i in range(4):
+        c.push(envelope(f"{i}-0", "*"))
+    assert c.close_reason == "slow"
+
+
+def test_sweep_sends_keepalives_only_to_quiet_streams() -> None:
+    clock = Clock()
+    router = Router(keepalive=30, idle_timeout=0, clock=clock)
+    quiet, busy = conn("a", now=clock.now), conn("b", now=clock.now)
+    router.add(quiet)
+    router.add(busy)
+    clock.now += 31
+    busy.last_write_at = clock.now - 1
+    router.sweep()
+    assert queued(quiet) == KEEPALIVE and queued(busy) == b""
+
+
+@pytest.mark.parametrize(("field", "reason"), [("expires_at", "expired"), ("deadline", "lifetime"), ("idle", "idle")])
+def test_sweep_closes_expired_over_age_and_idle_streams(field: str, reason: str) -> None:
+    clock = Clock()
+    router = Router(keepalive=30, idle_timeout=3600, clock=clock)
+    c = conn("a", now=clock.now, expires_at=clock.now + 10 if field == "expires_at" else None)
+    if field == "deadline":
+        c.deadline = clock.now + 10
+    router.add(c)
+    clock.now += 9
+    router.sweep()
+    assert c.close_reason is None
+    clock.now += 3600 if field == "idle" else 2
+    router.sweep()
+    assert c.close_reason == reason
+
+
+def test_keepalives_do_not_count_as_activity_for_the_idle_timeout() -> None:
+    clock = Clock()
+    router = Router(keepalive=30, idle_timeout=100, clock=clock)
+    c = conn("a", now=clock.now)
+    router.add(c)
+    for _ in range(4):
+        clock.now += 31
+        router.sweep()
+        c._chunks.clear()
+        c._bytes = 0
+        c.last_write_at = clock.now
+    assert c.close_reason == "idle"
+
+
+def test_replay_then_live_without_duplicates_or_gaps() -> None:
+    c = conn("a", replaying=True)
+    c.push(envelope("5-0", "*"))  # live events arriving while history is fetched
+    c.push(envelope("6-0", "*"))
+    c.finish_replay([envelope("4-0", "*"), envelope("5-0", "*")], after="3-0")
+    c.push(envelope("7-0", "*"))
+    ids = [line.split(b": ")[1] for line in queued(c).split(b"\n") if line.startswith(b"id:")]
+    assert ids == [b"4-0", b"5-0", b"6-0", b"7-0"]
+
+
+def test_replay_skips_what_the_client_already_has() -> None:
+    c = conn("a", replaying=True)
+    c.finish_replay([envelope("3-0", "*"), envelope("4-0", "*")], after="3-0")
+    assert b"id: 3-0" not in queued(c) and b"id: 4-0" in queued(c)
+
+
+async def test_next_chunk_joins_frames_and_ends_after_close() -> None:
+    c = conn("a")
+    c.push(envelope("1-0", "*"))
+    c.push(envelope("2-0", "*"))
+    chunk = await c.next_chunk()
+    assert chunk is not None and chunk.count(b"id: ") == 2
+    c.close("client")
+    assert await c.next_chunk() is None
