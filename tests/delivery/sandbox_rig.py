@@ -1,0 +1,120 @@
+"""A real delivery path for integration tests: SQLite DeviceStore + DeliveryLog, the APNs sandbox on 127.0.0.1
+(HTTP/2 over a real socket), the real ApnsProvider, and a Worker on a chosen queue."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tidings import db
+from tidings.delivery.log import DeliveryLog
+from tidings.delivery.queue import PushJob, Queue
+from tidings.delivery.worker import Worker
+from tidings.push.apns import ApnsProvider
+from tidings.push.base import Provider
+from tidings.registry.store import Device, DeviceStore
+from tidings.registry.validation import DeviceIn
+from tidings.sandbox.apns import ApnsSandbox
+from tidings.sandbox.control import Rule
+
+KEY_ID = "KEY1234567"
+TEAM_ID = "TEAM123456"
+TOPIC = "com.example.orders"
+
+
+def new_key_pem() -> tuple[bytes, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem, key
+
+
+def apns_token() -> str:
+    return os.urandom(32).hex()
+
+
+@dataclass
+class ApnsRig:
+    sandbox: ApnsSandbox
+    key_pem: bytes
+    engine: AsyncEngine
+    database_url: str
+    store: DeviceStore
+    log: DeliveryLog
+    clock: Callable[[], float]
+
+    def provider(self, *, key_pem: bytes | None = None, timeout: float = 5.0) -> ApnsProvider:
+        return ApnsProvider(
+            key_pem=key_pem or self.key_pem,
+            key_id=KEY_ID,
+            team_id=TEAM_ID,
+            topic=TOPIC,
+            base_url=self.sandbox.url,
+            clock=time.time,
+            timeout=timeout,
+        )
+
+    async def register(self, user: str, token: str | None = None) -> Device:
+        device, _ = await self.store.register(
+            user,
+            DeviceIn(provider="apns", platform="ios", token=token or apns_token(), environment="sandbox"),
+        )
+        return device
+
+    def rule(self, token: str, status: int, reason: str = "", **kw: Any) -> None:
+        self.sandbox.state.add_rule(Rule(token=token, status=status, reason=reason, **kw))
+
+    def received(self, token: str | None = None) -> list[dict[str, Any]]:
+        return [r for r in self.sandbox.state.records if token is None or r.get("token") == token]
+
+    def worker(self, queue: Queue, providers: dict[str, Provider], **kw: Any) -> Worker:
+        options: dict[str, Any] = {"concurrency": 8, "max_attempts": 3, "burst": True, "send_timeout": 10.0}
+        options.update(kw)
+        return Worker(
+            queue=queue, devices=self.store, providers=providers, log=self.log, clock=self.clock, **options
+        )
+
+
+@asynccontextmanager
+async def apns_rig(tmp_path: Path, clock: Callable[[], float]) -> AsyncIterator[ApnsRig]:
+    pem, key = new_key_pem()
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}"
+    await db.upgrade(url)
+    engine = db.create_engine(url)
+    sandbox = ApnsSandbox(
+        key_id=KEY_ID, team_id=TEAM_ID, public_key=key.public_key(), topics=frozenset({TOPIC})
+    )
+    await sandbox.start()
+    try:
+        yield ApnsRig(
+            sandbox=sandbox,
+            key_pem=pem,
+            engine=engine,
+            database_url=url,
+            store=DeviceStore(engine, clock=clock),
+            log=DeliveryLog(engine, clock=clock),
+            clock=clock,
+        )
+    finally:
+        await sandbox.stop()
+        await engine.dispose()
+
+
+def order_job(users: list[str], event_id: str = "ev-1", push: dict[str, Any] | None = None) -> PushJob:
+    return PushJob(
+        event_id=event_id,
+        event_type="order.created",
+        audience={"users": users, "roles": [], "topics": [], "broadcast": False},
+        spec=push or {"mode": "silent"},
+        data={"order_id": "o-42"},
+    )
