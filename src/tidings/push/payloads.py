@@ -6,6 +6,9 @@ else the event data's top-level scalars named `id` or `*_id`. The app fetches th
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -134,3 +137,42 @@ def webpush_urgency(note: Notification) -> str:
 
 def webpush_ttl(note: Notification) -> int:
     return DEFAULT_WEBPUSH_TTL if note.spec.ttl is None else note.spec.ttl
+
+
+def webpush_topic(note: Notification) -> str | None:
+    """RFC 8030 Topic: at most 32 characters of the URL-safe base64 alphabet; other keys are hashed to fit."""
+    key = note.spec.collapse_key or note.spec.thread_id
+    if not key:
+        return None
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,32}", key):
+        return key
+    return base64.urlsafe_b64encode(hashlib.sha256(key.encode()).digest()).decode()[:32]
+
+
+def fcm_message(note: Notification, now: float) -> dict[str, Any]:
+    """An FCM v1 message without its `token`: data, notification for alerts, and the per-platform blocks."""
+    spec = note.spec
+    message: dict[str, Any] = {"data": fcm_data(note)}
+    notification = fcm_notification(note)
+    if notification:
+        message["notification"] = notification
+    high = spec.priority == "high" or (spec.priority is None and spec.mode == "alert")
+    android: dict[str, Any] = {"priority": "HIGH" if high else "NORMAL"}
+    collapse = spec.collapse_key or spec.thread_id
+    if spec.ttl is not None:
+        android["ttl"] = f"{spec.ttl}s"
+    if collapse:
+        android["collapse_key"] = collapse
+    apns_headers = {"apns-push-type": apns_push_type(note), "apns-priority": apns_priority(note)}
+    if spec.ttl is not None:
+        apns_headers["apns-expiration"] = "0" if spec.ttl == 0 else str(int(now) + spec.ttl)
+    if collapse:
+        apns_headers["apns-collapse-id"] = collapse
+    webpush_headers = {"TTL": str(webpush_ttl(note)), "Urgency": webpush_urgency(note)}
+    topic = webpush_topic(note)
+    if topic:
+        webpush_headers["Topic"] = topic
+    message["android"] = android
+    message["apns"] = {"headers": apns_headers, "payload": {"aps": aps(note)}}
+    message["webpush"] = {"headers": webpush_headers}
+    return message

@@ -1,0 +1,181 @@
+"""APNs over HTTP/2 with token (.p8) authentication.
+
+One ES256 provider JWT is shared by every send and refreshed after `refresh_after` seconds (40 min: Apple
+rejects tokens older than an hour and answers 429 TooManyProviderTokenUpdates to refreshes more often than
+every 20 min). ExpiredProviderToken makes `send` mint a new token once (only if nobody else already did) and
+resend. GOAWAY and dead connections are httpcore's to handle: the stream fails, the pool opens a new
+connection, and the send comes back as retry_later if it was lost.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import jwt
+import orjson
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from . import payloads
+from ._http import DEFAULT_TIMEOUT, make_client, network_failure, parse_retry_after
+from .base import NOT_CONFIGURED, Notification, Outcome, Provider, Result, Target
+
+PRODUCTION_URL = "https://api.push.apple.com"
+SANDBOX_URL = "https://api.sandbox.push.apple.com"
+APNS_ID_NAMESPACE = uuid.UUID("6f0d3c1e-5b8a-4e0a-9a55-7d1c2b9e4f10")  # apns-id = uuid5(ns, event/device)
+
+DEAD_TOKEN_REASONS = frozenset(
+    {"Unregistered", "ExpiredToken", "BadDeviceToken", "DeviceTokenNotForTopic", "TopicDisallowed"}
+)
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class ApnsPrepared:
+    event_id: str
+    payload: bytes
+    headers: dict[str, str]
+
+
+def apns_id(event_id: str, device_id: str) -> str:
+    """Deterministic per (event, device), so a redelivered job is recognisable in Apple's and our logs."""
+    return str(uuid.uuid5(APNS_ID_NAMESPACE, f"{event_id}/{device_id}"))
+
+
+def load_signing_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("an APNs .p8 key must be an EC (P-256) private key")
+    return key
+
+
+class ApnsProvider(Provider):
+    name = "apns"
+
+    def __init__(
+        self,
+        *,
+        key_pem: bytes | None,
+        key_id: str,
+        team_id: str,
+        topic: str,
+        base_url: str = "",
+        clock: Callable[[], float],
+        timeout: float = DEFAULT_TIMEOUT,
+        refresh_after: float = 40 * 60,
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.key_id, self.team_id, self.topic = key_id, team_id, topic
+        self.base_url = base_url.rstrip("/")
+        self.clock = clock
+        self.refresh_after = refresh_after
+        self.token_mints = 0  # provider JWTs minted so far (tests and metrics read it)
+        self._key: ec.EllipticCurvePrivateKey | None = None
+        self._token = ""
+        self._token_at = 0.0
+        missing = [
+            name
+            for name, value in (("TIDINGS_APNS_KEY_ID", key_id), ("TIDINGS_APNS_TEAM_ID", team_id))
+            if not value
+        ]
+        if key_pem is None:
+            missing.insert(0, "TIDINGS_APNS_KEY_PATH or TIDINGS_APNS_KEY")
+        else:
+            try:
+                self._key = load_signing_key(key_pem)
+            except ValueError as exc:
+                missing.insert(0, f"a valid .p8 key ({exc})")
+        self.missing = ", ".join(missing)
+        self._client = client or make_client(http2_only=True, timeout=timeout, transport=transport)
+
+    @property
+    def configured(self) -> bool:
+        return not self.missing
+
+    def _bearer(self, *, stale: str = "") -> str:
+        """The shared provider token; `stale` is a token Apple called expired, replaced once."""
+        now = self.clock()
+        if not self._token or now - self._token_at >= self.refresh_after or (stale and stale == self._token):
+            assert self._key is not None
+            token = jwt.encode(
+                {"iss": self.team_id, "iat": int(now)}, self._key, "ES256", headers={"kid": self.key_id}
+            )
+            self._token, self._token_at = f"bearer {token}", now
+            self.token_mints += 1
+        return self._token
+
+    def prepare(self, note: Notification) -> ApnsPrepared:
+        headers = {
+            "apns-push-type": payloads.apns_push_type(note),
+            "apns-priority": payloads.apns_priority(note),
+        }
+        if note.spec.ttl is not None:
+            # 0 means "deliver now or never"; otherwise an absolute UNIX time.
+            headers["apns-expiration"] = "0" if note.spec.ttl == 0 else str(int(self.clock()) + note.spec.ttl)
+        collapse = payloads.apns_collapse_id(note)
+        if collapse:
+            headers["apns-collapse-id"] = collapse
+        return ApnsPrepared(note.event_id, payloads.apns_payload(note), headers)
+
+    def _url(self, target: Target) -> str:
+        base = self.base_url or (SANDBOX_URL if target.environment == "sandbox" else PRODUCTION_URL)
+        return f"{base}/3/device/{target.token}"
+
+    async def send(self, target: Target, prepared: ApnsPrepared) -> Result:
+        if not self.configured:
+            return NOT_CONFIGURED
+        headers = {
+            **prepared.headers,
+            "apns-topic": target.topic or self.topic,
+            "apns-id": apns_id(prepared.event_id, target.device_id),
+        }
+        bearer = self._bearer()
+        result = await self._post(target, prepared.payload, headers, bearer)
+        if result.reason == "ExpiredProviderToken":
+            result = await self._post(target, prepared.payload, headers, self._bearer(stale=bearer))
+        return result
+
+    async def _post(self, target: Target, payload: bytes, headers: dict[str, str], bearer: str) -> Result:
+        url, headers = self._url(target), {**headers, "authorization": bearer}
+        for attempt in (1, 2):
+            try:
+                response = await self._client.post(url, content=payload, headers=headers)
+            except (httpx.RemoteProtocolError, httpx.WriteError) as exc:
+                # A connection Apple closed (GOAWAY, idle timeout) before it took this stream: the request
+                # was not processed, so one immediate resend on a fresh connection is safe.
+                if attempt == 2:
+                    return network_failure(exc)
+            except httpx.HTTPError as exc:
+                return network_failure(exc)
+            else:
+                return self._classify(response)
+        raise AssertionError("unreachable")
+
+    def _classify(self, response: httpx.Response) -> Result:
+        status = response.status_code
+        if status == 200:
+            return Result(Outcome.delivered, status=200)
+        reason = _reason(response.content) or f"HTTP {status}"
+        if status == 410 or reason in DEAD_TOKEN_REASONS:
+            return Result(Outcome.dead_token, reason, status)
+        if status == 403:
+            return Result(Outcome.credentials, reason, status)
+        if status in RETRY_STATUSES or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock())
+            return Result(Outcome.retry_later, reason, status, retry_after)
+        return Result(Outcome.rejected, reason, status)  # 400 BadTopic, 413 PayloadTooLarge, 404, 405...
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _reason(body: bytes) -> str:
+    try:
+        parsed = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return ""
+    return str(parsed.get("reason", "")) if isinstance(parsed, dict) else ""

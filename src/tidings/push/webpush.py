@@ -1,0 +1,135 @@
+"""Web Push: RFC 8030 delivery, RFC 8291 `aes128gcm` encryption (ece.py), RFC 8292 VAPID (vapid.py).
+
+`TTL` is always sent (a day unless the spec says otherwise: pywebpush's default of 0 silently drops pushes
+for any browser that is not online at that moment). Endpoints come from browsers, so each is checked against
+the allowed hosts before we POST anything to it.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from . import ece, payloads
+from ._http import DEFAULT_TIMEOUT, make_client, network_failure, parse_retry_after
+from .base import NOT_CONFIGURED, Notification, Outcome, Provider, Result, Target
+from .vapid import VapidKey, VapidSigner
+
+
+@dataclass(frozen=True, slots=True)
+class WebPushPrepared:
+    plaintext: bytes
+    headers: dict[str, str]
+
+
+def host_allowed(host: str, patterns: Iterable[str]) -> bool:
+    """`example.com` matches itself; `*.example.com` or `.example.com` match its subdomains."""
+    for pattern in patterns:
+        suffix = pattern.lstrip("*")
+        if host == pattern or (suffix.startswith(".") and host.endswith(suffix)):
+            return True
+    return False
+
+
+class WebPushProvider(Provider):
+    name = "webpush"
+
+    def __init__(
+        self,
+        *,
+        vapid_key: VapidKey | None,
+        subject: str,
+        clock: Callable[[], float],
+        allowed_hosts: Iterable[str] = (),
+        http_hosts: Iterable[str] = (),
+        timeout: float = DEFAULT_TIMEOUT,
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.clock = clock
+        self.allowed_hosts = tuple(allowed_hosts)
+        self.http_hosts = tuple(http_hosts)
+        self.signer: VapidSigner | None = None
+        missing = []
+        if vapid_key is None:
+            missing.append("TIDINGS_VAPID_PRIVATE_KEY_PATH (create one with `tidings vapid generate`)")
+        if not subject:
+            missing.append("TIDINGS_VAPID_SUBJECT (mailto: or https: URL)")
+        if vapid_key is not None and subject:
+            try:
+                self.signer = VapidSigner(vapid_key, subject, clock=clock)
+            except ValueError as exc:
+                missing.append(f"TIDINGS_VAPID_SUBJECT: {exc}")
+        self.missing = ", ".join(missing)
+        self._client = client or make_client(http2_only=False, timeout=timeout, transport=transport)
+
+    @property
+    def configured(self) -> bool:
+        return not self.missing
+
+    def prepare(self, note: Notification) -> WebPushPrepared:
+        headers = {
+            "ttl": str(payloads.webpush_ttl(note)),
+            "urgency": payloads.webpush_urgency(note),
+            "content-encoding": "aes128gcm",
+            "content-type": "application/octet-stream",
+        }
+        topic = payloads.webpush_topic(note)
+        if topic:
+            headers["topic"] = topic
+        return WebPushPrepared(payloads.webpush_plaintext(note), headers)
+
+    def endpoint_problem(self, endpoint: str) -> str:
+        """Why we will not POST to this endpoint, or "" when it is fine."""
+        parts = urlsplit(endpoint)
+        host = parts.hostname or ""
+        if parts.scheme == "http" and not host_allowed(host, self.http_hosts):
+            return "endpoint_not_https"
+        if parts.scheme not in ("http", "https") or not host:
+            return "endpoint_invalid"
+        if self.allowed_hosts and not host_allowed(host, (*self.allowed_hosts, *self.http_hosts)):
+            return "endpoint_host_not_allowed"
+        return ""
+
+    async def send(self, target: Target, prepared: WebPushPrepared) -> Result:
+        if not self.configured or self.signer is None:
+            return NOT_CONFIGURED
+        problem = self.endpoint_problem(target.token)
+        if problem:
+            return Result(Outcome.rejected, problem)
+        try:
+            body = ece.encrypt(
+                prepared.plaintext,
+                ece.b64url_decode(target.p256dh or ""),
+                ece.b64url_decode(target.auth or ""),
+            )
+        except (ValueError, binascii.Error) as exc:
+            # Keys that are not a P-256 point and a 16-byte secret will never work: retire the subscription.
+            return Result(Outcome.dead_token, f"bad_subscription_keys: {exc}"[:300])
+        headers = {**prepared.headers, "authorization": self.signer.authorization(target.token)}
+        try:
+            response = await self._client.post(target.token, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return network_failure(exc)
+        return self._classify(response)
+
+    def _classify(self, response: httpx.Response) -> Result:
+        status = response.status_code
+        if 200 <= status < 300:
+            return Result(Outcome.delivered, status=status)
+        reason = f"HTTP {status}: {response.text[:200]}".strip().rstrip(":")
+        if status in (404, 410):
+            return Result(Outcome.dead_token, reason, status)
+        if status == 429 or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock())
+            return Result(Outcome.retry_later, reason, status, retry_after)
+        if status in (401, 403):
+            return Result(Outcome.credentials, reason, status)  # VAPID refused: our key or subject
+        return Result(Outcome.rejected, reason, status)  # 400, 413 payload too large...
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

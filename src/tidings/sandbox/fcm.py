@@ -1,0 +1,201 @@
+"""A local FCM: the OAuth2 token endpoint (JWT-bearer grant) and HTTP v1 `messages:send`.
+
+The sandbox owns a service account (an RSA key it made); `service_account_info()` is the JSON key a
+developer points tidings at, with `token_uri` aimed at this sandbox. Errors are FCM v1's shape:
+`{"error": {"code", "message", "status", "details": [{"@type": ".../google.firebase.fcm.v1.FcmError",
+"errorCode"}]}}`. Rules (control.py) take the errorCode as `reason`; the status follows FCM's table.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import jwt
+import orjson
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ._server import UvicornServer
+from .control import SandboxState, control_routes
+from .fcm_checks import MessageError, check_message
+
+SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+STATUS_OF = {  # errorCode -> (HTTP status, canonical status)
+    "UNSPECIFIED_ERROR": (500, "UNKNOWN"),
+    "INVALID_ARGUMENT": (400, "INVALID_ARGUMENT"),
+    "UNREGISTERED": (404, "NOT_FOUND"),
+    "SENDER_ID_MISMATCH": (403, "PERMISSION_DENIED"),
+    "QUOTA_EXCEEDED": (429, "RESOURCE_EXHAUSTED"),
+    "UNAVAILABLE": (503, "UNAVAILABLE"),
+    "INTERNAL": (500, "INTERNAL"),
+    "THIRD_PARTY_AUTH_ERROR": (401, "UNAUTHENTICATED"),
+}
+
+
+def fcm_error(error_code: str, message: str, retry_after: str | None = None) -> Response:
+    status, canonical = STATUS_OF.get(error_code, (500, "UNKNOWN"))
+    body = {
+        "error": {
+            "code": status,
+            "message": message,
+            "status": canonical,
+            "details": [{"@type": FCM_ERROR_TYPE, "errorCode": error_code}],
+        }
+    }
+    headers = {"retry-after": retry_after} if retry_after is not None else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class FcmSandbox:
+    def __init__(
+        self,
+        *,
+        project_id: str = "tidings-sandbox",
+        clock: Callable[[], float] = time.time,
+        token_lifetime: int = 3600,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.project_id = project_id
+        self.state = SandboxState(clock)
+        self.token_lifetime = token_lifetime
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.client_email = f"tidings@{project_id}.iam.gserviceaccount.com"
+        self.tokens: dict[str, float] = {}  # access token -> expiry (sandbox clock)
+        self.tokens_issued = 0
+        self._sent = 0
+        routes = [
+            Route("/token", self._token, methods=["POST"]),
+            Route("/v1/projects/{project}/messages:send", self._send, methods=["POST"]),
+            *control_routes(self.state),
+        ]
+        self._server = UvicornServer(Starlette(routes=routes), host=host, port=port)
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    control_url = url
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.url}/token"
+
+    def service_account_info(self) -> dict[str, Any]:
+        pem = self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        return {
+            "type": "service_account",
+            "project_id": self.project_id,
+            "private_key_id": "sandbox",
+            "private_key": pem.decode(),
+            "client_email": self.client_email,
+            "client_id": "1",
+            "token_uri": self.token_url,
+        }
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self) -> None:
+        self.state.stopping.set()
+        await self._server.stop()
+
+    async def __aenter__(self) -> FcmSandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def _token(self, request: Request) -> Response:
+        form = await request.form()
+        if form.get("grant_type") != GRANT:
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        try:
+            claims = self._check_assertion(str(form.get("assertion", "")))
+        except jwt.PyJWTError as exc:
+            return JSONResponse({"error": "invalid_grant", "error_description": str(exc)}, status_code=400)
+        token = "sbx." + secrets.token_urlsafe(24)
+        self.tokens[token] = self.state.clock() + self.token_lifetime
+        self.tokens_issued += 1
+        self.state.record({"kind": "token", "iss": claims["iss"], "scope": claims["scope"]})
+        body = {"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer"}
+        return JSONResponse(body)
+
+    def _check_assertion(self, assertion: str) -> dict[str, Any]:
+        claims: dict[str, Any] = jwt.decode(
+            assertion,
+            self.key.public_key(),
+            algorithms=["RS256"],
+            audience=self.token_url,
+            issuer=self.client_email,
+            options={"require": ["iss", "aud", "iat", "exp", "scope"]},
+            leeway=60,
+        )
+        if claims["exp"] - claims["iat"] > 3600:
+            raise jwt.InvalidTokenError("an assertion may live at most an hour")
+        if SCOPE not in str(claims["scope"]).split():
+            raise jwt.InvalidTokenError(f"scope must include {SCOPE}")
+        return claims
+
+    async def _send(self, request: Request) -> Response:
+        authorization = request.headers.get("authorization", "")
+        expiry = self.tokens.get(authorization[7:]) if authorization.startswith("Bearer ") else None
+        if expiry is None or self.state.clock() >= expiry:
+            return _unauthenticated()
+        if request.path_params["project"] != self.project_id:
+            return fcm_error("SENDER_ID_MISMATCH", "Permission denied for this project.")
+        raw = await request.body()
+        entry: dict[str, Any] = {"kind": "send", "body": raw.decode(errors="replace")}
+        try:
+            message = check_message(raw)
+        except MessageError as exc:
+            entry.update(status=400, reason=str(exc))
+            self.state.record(entry)
+            return fcm_error("INVALID_ARGUMENT", str(exc))
+        token = str(message.get("token", ""))
+        entry.update(token=token, message=message)
+        rule = self.state.match(token)
+        if rule is not None:
+            await self.state.pause(rule.delay)
+            if rule.reason or rule.status != 200:
+                code = rule.reason or "INTERNAL"
+                entry.update(status=STATUS_OF.get(code, (rule.status,))[0], reason=code)
+                self.state.record(entry)
+                return fcm_error(code, f"sandbox rule: {code}", rule.retry_after)
+        if not re.fullmatch(r"[A-Za-z0-9_:\-]{20,4096}", token):
+            entry.update(status=400, reason="INVALID_ARGUMENT")
+            self.state.record(entry)
+            return fcm_error(
+                "INVALID_ARGUMENT", "The registration token is not a valid FCM registration token"
+            )
+        self._sent += 1
+        entry.update(status=200, reason="")
+        self.state.record(entry)
+        return JSONResponse({"name": f"projects/{self.project_id}/messages/{self._sent}"})
+
+
+def _unauthenticated() -> Response:
+    body = {
+        "error": {
+            "code": 401,
+            "message": "Request had invalid authentication credentials.",
+            "status": "UNAUTHENTICATED",
+        }
+    }
+    return Response(orjson.dumps(body), status_code=401, media_type="application/json")
