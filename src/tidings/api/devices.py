@@ -119,7 +119,9 @@ async def _parse(request: Request, hub: Hub) -> DeviceIn | Response:
     return device
 
 
-_REFRESHED = {200: {"model": DeviceOut, "description": "Already registered: refreshed"}}
+_REFRESHED: dict[int | str, dict[str, Any]] = {
+    200: {"model": DeviceOut, "description": "Already registered: refreshed"}
+}
 
 
 @router.post("/v1/devices", status_code=201, summary="Register a device (upsert)", responses=_REFRESHED)
