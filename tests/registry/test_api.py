@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from registry.conftest import RATE_PER_MINUTE, Api
+from registry.conftest import JWT_SECRET, RATE_PER_MINUTE, Api, make_app
 from registry.helpers import FakeClock, apns_body, fcm_body, p256dh, webpush_body
+from tidings.config import Settings
+from tidings.hub import Hub
 
 
 def error(resp: httpx.Response) -> tuple[int, str, str | None]:
@@ -201,3 +204,36 @@ async def test_50_concurrent_http_registrations_of_one_token(api: Api) -> None:
     print(
         f"50 concurrent HTTP registrations: {elapsed * 1000:.0f} ms on {api.hub.devices.engine.dialect.name}"
     )
+
+
+async def test_unreachable_database_is_503_with_retry_after(tmp_path: Path, clock: FakeClock) -> None:
+    settings = Settings(data_dir=tmp_path, database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none",
+                        jwt_secret=JWT_SECRET, publish_key="k")  # fmt: skip
+    hub = Hub(settings, clock=clock, handle_signals=False)
+    await hub.start()
+    try:
+        transport = httpx.ASGITransport(app=make_app(hub))
+        async with httpx.AsyncClient(transport=transport, base_url="http://tidings.test") as client:
+            api = Api(client, hub)
+            resp = await api.register("ana", fcm_body())
+            assert error(resp)[:2] == (503, "unavailable") and resp.headers["retry-after"] == "1"
+            listed = await client.get("/v1/devices", headers=api.auth("ana"))
+            assert listed.status_code == 503
+    finally:
+        await hub.stop()
+
+
+async def test_topics_follow_the_hubs_topic_rule(migrated_url: str, tmp_path: Path, clock: FakeClock) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=migrated_url, jwt_secret=JWT_SECRET, publish_key="k")
+    rule = lambda principal, topic: not topic.startswith("private/")  # noqa: E731
+    hub = Hub(settings, clock=clock, handle_signals=False, topic_access=rule)
+    await hub.start()
+    try:
+        transport = httpx.ASGITransport(app=make_app(hub))
+        async with httpx.AsyncClient(transport=transport, base_url="http://tidings.test") as client:
+            api = Api(client, hub)
+            refused = await api.register("ana", fcm_body(topics=["news", "private/bob"]))
+            assert error(refused) == (403, "forbidden", "topics")
+            assert (await api.register("ana", fcm_body(topics=["news"]))).status_code == 201
+    finally:
+        await hub.stop()

@@ -54,11 +54,12 @@ class RegistrationLimiter:
         return None
 
     def _evict(self, now: float, capacity: float, per_second: float) -> None:
-        # A refilled bucket is indistinguishable from a missing one: forget those first, then the oldest.
-        full = [u for u, (t, at) in self._buckets.items() if t + (now - at) * per_second >= capacity]
-        for user in full:
+        # Forget the users with the most tokens first: a refilled bucket is the same as a missing one, and the
+        # users being limited right now (empty buckets) are the last we want to forget.
+        def level(user: str) -> float:
+            tokens, at = self._buckets[user]
+            return min(capacity, tokens + (now - at) * per_second)
+
+        keep = self._max_users * 9 // 10  # leave headroom so eviction stays rare
+        for user in sorted(self._buckets, key=level, reverse=True)[: len(self._buckets) - keep]:
             del self._buckets[user]
-        overflow = len(self._buckets) - self._max_users * 9 // 10  # leave headroom so eviction is rare
-        if overflow > 0:
-            for user in sorted(self._buckets, key=lambda u: self._buckets[u][1])[:overflow]:
-                del self._buckets[user]
