@@ -51,6 +51,11 @@ class Api:
         return await self.client.post(path, json=body, headers=self.auth(user, *roles))
 
 
+def hub_settings(**values: Any) -> Settings:
+    """Settings for a test hub: never read from a developer's .env file."""
+    return Settings(_env_file=None, jwt_secret=JWT_SECRET, publish_key="test-publish-key", **values)  # type: ignore[call-arg]
+
+
 def make_app(hub: Hub) -> FastAPI:
     app = FastAPI()
     app.state.tidings_hub = hub
@@ -60,11 +65,9 @@ def make_app(hub: Hub) -> FastAPI:
 
 @pytest.fixture
 async def api(migrated_url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Api]:
-    settings = Settings(
+    settings = hub_settings(
         data_dir=tmp_path,
         database_url=migrated_url,
-        jwt_secret=JWT_SECRET,
-        publish_key="test-publish-key",
         device_register_rate_per_minute=RATE_PER_MINUTE,
         webpush_http_hosts=["localhost"],
     )

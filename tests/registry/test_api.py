@@ -9,9 +9,8 @@ from typing import Any
 
 import httpx
 
-from registry.conftest import JWT_SECRET, RATE_PER_MINUTE, Api, make_app
+from registry.conftest import RATE_PER_MINUTE, Api, hub_settings, make_app
 from registry.helpers import FakeClock, apns_body, fcm_body, p256dh, webpush_body
-from tidings.config import Settings
 from tidings.hub import Hub
 
 
@@ -207,8 +206,7 @@ async def test_50_concurrent_http_registrations_of_one_token(api: Api) -> None:
 
 
 async def test_unreachable_database_is_503_with_retry_after(tmp_path: Path, clock: FakeClock) -> None:
-    settings = Settings(data_dir=tmp_path, database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none",
-                        jwt_secret=JWT_SECRET, publish_key="k")  # fmt: skip
+    settings = hub_settings(data_dir=tmp_path, database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none")
     hub = Hub(settings, clock=clock, handle_signals=False)
     await hub.start()
     try:
@@ -224,7 +222,7 @@ async def test_unreachable_database_is_503_with_retry_after(tmp_path: Path, cloc
 
 
 async def test_topics_follow_the_hubs_topic_rule(migrated_url: str, tmp_path: Path, clock: FakeClock) -> None:
-    settings = Settings(data_dir=tmp_path, database_url=migrated_url, jwt_secret=JWT_SECRET, publish_key="k")
+    settings = hub_settings(data_dir=tmp_path, database_url=migrated_url)
     rule = lambda principal, topic: not topic.startswith("private/")  # noqa: E731
     hub = Hub(settings, clock=clock, handle_signals=False, topic_access=rule)
     await hub.start()
