@@ -47,6 +47,13 @@ class TextFormatter(logging.Formatter):
         return line + (" " + " ".join(f"{k}={v}" for k, v in context.items()) if context else "")
 
 
+class _DropIntendedAborts(logging.Filter):
+    """uvicorn reports a stream we cut off (a slow client) as an error; it is intended, and already logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing response."
+
+
 def configure_logging(settings: Settings) -> None:
     """Route tidings' and uvicorn's logs through one handler in the chosen format."""
     use_json = settings.log_format == "json" or (settings.log_format == "auto" and not settings.is_development)
@@ -58,4 +65,5 @@ def configure_logging(settings: Settings) -> None:
         logger.handlers[:] = [handler]
         logger.setLevel(level)
         logger.propagate = False
+    logging.getLogger("uvicorn.error").addFilter(_DropIntendedAborts())
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -92,16 +92,19 @@ class RedisBus(Bus):
     async def _history_since(self, start: tuple[int, int], after: str, channels: Sequence[str]) -> list[bytes] | None:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.xrevrange(self._log_key, count=1)
+            pipe.xrange(self._log_key, count=1)
             for channel in channels:
                 key = self._history_prefix + channel
                 pipe.xrange(key, count=1)  # the oldest kept entry and its predecessor's id
                 pipe.xrange(key, min=f"({after}")
             results = await pipe.execute()
-        newest = results[0]
+        newest, oldest_logged, per_channel = results[0], results[1], results[2:]
         if not newest or start > parse_id(newest[0][0].decode()):
             return None  # an id from the future: not one we issued
+        if start < parse_id(oldest_logged[0][0].decode()):
+            return None  # older than the global log: Redis restarted empty, or it was trimmed past the id
         merged: dict[bytes, bytes] = {}
-        for oldest, entries in zip(results[1::2], results[2::2], strict=True):
+        for oldest, entries in zip(per_channel[0::2], per_channel[1::2], strict=True):
             if oldest and parse_id(oldest[0][1][b"p"].decode()) > start:
                 return None  # events after `after` on this channel were trimmed away
             for entry_id, fields in entries:

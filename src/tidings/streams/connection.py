@@ -32,6 +32,7 @@ class Connection:
     __slots__ = (
         "_bytes", "_chunks", "_events", "_limits", "_pending", "_waiter", "channels", "close_reason",
         "deadline", "endpoint", "id", "ip", "last_event_at", "last_write_at", "opened_at", "principal",
+        "writer", "writing",
     )  # fmt: skip
 
     def __init__(
@@ -60,6 +61,8 @@ class Connection:
         self._events = 0
         self._waiter: asyncio.Future[None] | None = None
         self._pending: list[Envelope] | None = [] if replaying else None
+        self.writer: asyncio.Task[object] | None = None  # the task writing to the socket, if any
+        self.writing = False  # True while that task is inside a socket write (which a stuck client blocks)
 
     @property
     def closed(self) -> bool:
@@ -110,6 +113,8 @@ class Connection:
             if reason == "slow":
                 self._chunks.clear()  # a client this far behind resumes from history instead
                 self._bytes = 0
+                if self.writing and self.writer is not None:
+                    self.writer.cancel()  # it is blocked on a socket that stopped reading: let it go now
             self._wake()
 
     def _wake(self) -> None:

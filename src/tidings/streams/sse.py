@@ -109,15 +109,25 @@ class StreamEndpoint:
 
 
 async def _write_until_closed(conn: Connection, send: Send) -> bool:
-    """Write chunks until the connection closes; False if the client stopped reading for WRITE_TIMEOUT."""
+    """Write chunks until the connection closes; False if the client stopped reading (cut off as slow)."""
+    conn.writer = asyncio.current_task()
     try:
         while (chunk := await conn.next_chunk()) is not None:
+            conn.writing = True
             async with asyncio.timeout(WRITE_TIMEOUT):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            conn.writing = False
         async with asyncio.timeout(WRITE_TIMEOUT):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
     except TimeoutError:
         return False
+    except asyncio.CancelledError:
+        if conn.close_reason != "slow" or conn.writer is None:
+            raise
+        conn.writer.uncancel()  # our own cancellation (Connection.close): not a shutdown of the task
+        return False
+    finally:
+        conn.writer = None
     return True
 
 
