@@ -1,10 +1,10 @@
 """FCM HTTP v1 with a service account.
 
-OAuth2: google-auth's service-account credentials do the JWT-bearer exchange (RFC 7523), its protocol details
-and its error parsing. google-auth is synchronous, so the refresh runs in a worker thread (`asyncio.to_thread`)
-behind a lock, over a small httpx-backed google-auth transport (no `requests` dependency). The access token is
-cached until five minutes before it expires, measured on the injected clock. An answer 401 (our token was
-refused) drops the cached token, fetches a new one once and resends.
+OAuth2: google-auth's service-account credentials do the JWT-bearer exchange (RFC 7523), its protocol
+details and its error parsing. google-auth is synchronous, so the refresh runs in a worker thread
+(`asyncio.to_thread`) behind a lock, over a small httpx-backed google-auth transport (no `requests`).
+The token is cached until five minutes before it expires, measured on the injected clock. An answer 401
+(our token was refused) drops the cached token, fetches a new one once and resends.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class FcmPrepared:
     tail: bytes  # the encoded message minus its opening brace: the token is spliced in per device
 
 
-class _Response(google.auth.transport.Response):  # type: ignore[misc]
+class _Response(google.auth.transport.Response):
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
 
@@ -55,7 +55,7 @@ class _Response(google.auth.transport.Response):  # type: ignore[misc]
         return self._response.content
 
 
-class _Request(google.auth.transport.Request):  # type: ignore[misc]
+class _Request(google.auth.transport.Request):
     """google-auth's transport interface on a synchronous httpx client (used from a worker thread)."""
 
     def __init__(self, client: httpx.Client) -> None:
@@ -75,7 +75,7 @@ class _Request(google.auth.transport.Request):  # type: ignore[misc]
                 method, url, content=body, headers=headers, timeout=timeout or DEFAULT_TIMEOUT
             )
         except httpx.HTTPError as exc:
-            raise google.auth.exceptions.TransportError(str(exc)) from exc
+            raise google.auth.exceptions.TransportError(str(exc)) from exc  # type: ignore[no-untyped-call]
         return _Response(response)
 
 
@@ -117,9 +117,8 @@ class FcmProvider(Provider):
             if token_url:
                 info["token_uri"] = token_url
             try:
-                self._credentials = service_account.Credentials.from_service_account_info(
-                    info, scopes=[SCOPE]
-                )
+                from_info = service_account.Credentials.from_service_account_info
+                self._credentials = from_info(info, scopes=[SCOPE])  # type: ignore[no-untyped-call]
             except (ValueError, KeyError) as exc:
                 missing.append(f"a valid service-account key ({exc})")
         if not self.project_id:

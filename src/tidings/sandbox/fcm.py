@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from urllib.parse import parse_qs
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -29,6 +30,7 @@ from .control import SandboxState, control_routes
 from .fcm_checks import MessageError, check_message
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 STATUS_OF = {  # errorCode -> (HTTP status, canonical status)
@@ -123,7 +125,8 @@ class FcmSandbox:
         await self.stop()
 
     async def _token(self, request: Request) -> Response:
-        form = await request.form()
+        # Parsed by hand: Starlette's form parser needs python-multipart for a two-field urlencoded body.
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         if form.get("grant_type") != GRANT:
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
         try:
@@ -142,7 +145,9 @@ class FcmSandbox:
             assertion,
             self.key.public_key(),
             algorithms=["RS256"],
-            audience=self.token_url,
+            # Google's token endpoint expects its own URL as the audience; google-auth sends it whatever
+            # token_uri says, so the sandbox accepts that as well as its own URL.
+            audience=[GOOGLE_TOKEN_URL, self.token_url],
             issuer=self.client_email,
             options={"require": ["iss", "aud", "iat", "exp", "scope"]},
             leeway=60,
