@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import typer
 
@@ -127,10 +128,22 @@ def check_vapid(s: Settings) -> list[Check]:
     return out
 
 
+def _missing_sqlite_file(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    from tidings import db
+
+    path = make_url(url).database if db.is_sqlite(url) else None
+    return path if path and path != ":memory:" and not os.path.exists(path) else None
+
+
 async def check_database(s: Settings) -> Check:
     from tidings import db
 
     url = s.effective_database_url
+    missing = _missing_sqlite_file(url)
+    if missing:  # do not create it just by looking
+        return Check("database", "warn", f"{missing} does not exist yet (created at first start)")
     engine = db.create_engine(url)
     try:
         async with asyncio.timeout(5):
@@ -206,7 +219,3 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="The checks as a J
             typer.echo(f"{MARK[c.status]} {c.name.ljust(width)}  {c.detail}")
     if any(c.status == "fail" for c in checks):
         raise typer.Exit(1)
-
-
-def summary(checks: list[Check]) -> dict[str, Any]:
-    return {"failed": [c.name for c in checks if c.status == "fail"], "count": len(checks)}

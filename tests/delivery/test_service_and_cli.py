@@ -1,0 +1,159 @@
+"""The in-process worker (embedded mode), `tidings doctor` and `tidings deliveries`, on real parts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from typer.testing import CliRunner
+
+from tidings.cli import deliveries as deliveries_cli
+from tidings.cli import doctor as doctor_cli
+from tidings.config import Settings
+from tidings.delivery.log import DeliveryRecord
+from tidings.delivery.queue import QueueOptions
+from tidings.delivery.queue_memory import MemoryQueue
+from tidings.delivery.service import start_in_process_worker
+from tidings.push.vapid import VapidKey
+
+from .conftest import REDIS_URL, StepClock, redis_or_skip
+from .sandbox_rig import KEY_ID, TEAM_ID, TOPIC, ApnsRig, apns_rig, order_job
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, clock: StepClock) -> AsyncIterator[ApnsRig]:
+    async with apns_rig(tmp_path, clock) as r:
+        yield r
+
+
+def apns_settings(rig: ApnsRig, tmp_path: Path, **extra: object) -> Settings:
+    key = tmp_path / "AuthKey.p8"
+    key.write_bytes(rig.key_pem)
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        data_dir=tmp_path,
+        database_url=rig.database_url,
+        apns_key_path=key,
+        apns_key_id=KEY_ID,
+        apns_team_id=TEAM_ID,
+        apns_topic=TOPIC,
+        apns_url=rig.sandbox.url,
+        **extra,
+    )
+
+
+async def test_in_process_worker_delivers_and_stops(rig: ApnsRig, tmp_path: Path, clock: StepClock) -> None:
+    phone = await rig.register("u1")
+    queue = MemoryQueue(QueueOptions(clock=clock))
+    running = await start_in_process_worker(
+        apns_settings(rig, tmp_path), queue=queue, devices=rig.store, log=rig.log, clock=clock
+    )
+    try:
+        await queue.enqueue(order_job(["u1"]))
+        async with asyncio.timeout(10):
+            while not await rig.log.query(event_id="ev-1"):  # noqa: ASYNC110 - the worker is another task
+                await asyncio.sleep(0.02)
+    finally:
+        async with asyncio.timeout(5):
+            await running.stop()
+    assert running.task.done()
+    [row] = await rig.log.query(event_id="ev-1")
+    assert (row.device_id, row.outcome) == (phone.id, "delivered")
+    assert "j_complete=1" in repr(running.worker)
+
+
+def write_fcm_key(path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "demo-project",
+        "private_key_id": "k1",
+        "private_key": pem,
+        "client_email": "tidings@demo-project.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path.write_text(json.dumps(info))
+
+
+async def test_doctor_all_green_with_every_provider_and_redis(rig: ApnsRig, tmp_path: Path) -> None:
+    client = await redis_or_skip()
+    await client.aclose()
+    fcm, vapid = tmp_path / "fcm.json", tmp_path / "vapid.pem"
+    write_fcm_key(fcm)
+    VapidKey.generate().write(vapid)
+    settings = apns_settings(
+        rig,
+        tmp_path,
+        fcm_credentials_path=fcm,
+        vapid_private_key_path=vapid,
+        vapid_subject="mailto:ops@example.com",
+        bus_url=REDIS_URL,
+        redis_prefix="test-doctor",
+    )
+    checks = {c.name: c for c in await doctor_cli.run_checks(settings)}
+    bad = {n: (c.status, c.detail) for n, c in checks.items() if c.status not in ("ok", "warn")}
+    assert bad == {}
+    assert checks["FCM project"].detail == "demo-project"
+    assert checks["VAPID key"].detail.startswith("P-256; public key B")  # 0x04 point, base64url
+    assert all(checks[f"provider {n}"].status == "ok" for n in ("apns", "fcm", "webpush"))
+    assert checks["broker"].detail.startswith(REDIS_URL)
+
+
+async def test_doctor_names_what_is_broken(tmp_path: Path) -> None:
+    (tmp_path / "bad.p8").write_text("not a key")
+    (tmp_path / "fcm.json").write_text('{"type": "authorized_user"}')
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        data_dir=tmp_path,
+        database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none",
+        bus_url="redis://127.0.0.1:1/0",
+        apns_key_path=tmp_path / "bad.p8",
+        apns_key_id="short",
+        fcm_credentials_path=tmp_path / "fcm.json",
+        vapid_private_key_path=tmp_path / "missing.pem",
+    )
+    checks = {c.name: c for c in await doctor_cli.run_checks(settings)}
+    assert checks["APNs key"].status == "fail" and "not a .p8" in checks["APNs key"].detail
+    assert checks["APNs key id"].status == "warn"
+    assert checks["APNs team id"].status == "fail" and checks["APNs topic"].status == "fail"
+    assert checks["FCM credentials"].status == "fail"
+    assert checks["VAPID key"].status == "fail" and checks["VAPID subject"].status == "fail"
+    assert checks["database"].status == "fail" and "unreachable" in checks["database"].detail
+    assert checks["broker"].status == "fail" and "unreachable" in checks["broker"].detail
+    assert checks["provider apns"].status == "off"
+
+
+def test_doctor_cli_prints_a_checklist_and_fails_on_failure(tmp_path: Path) -> None:
+    env = {"TIDINGS_DATA_DIR": str(tmp_path), "TIDINGS_APNS_KEY_PATH": str(tmp_path / "nope.p8")}
+    result = CliRunner().invoke(doctor_cli.app, [], env=env)
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("✘ APNs key") and "nope.p8" in line for line in lines)
+    assert any(line.startswith("! database") and "does not exist yet" in line for line in lines)
+    assert not (tmp_path / "tidings.db").exists()  # looking does not create it
+    assert any(line.startswith("- FCM") for line in lines)
+
+
+async def test_deliveries_cli_shows_an_events_log(rig: ApnsRig, tmp_path: Path) -> None:
+    await rig.log.record(
+        [DeliveryRecord("ev-9", "dev-1", "u1", "apns", "dead_token", "Unregistered", 410, 1, 12.0, 1.8e9)]
+    )
+    env = {"TIDINGS_DATA_DIR": str(tmp_path), "TIDINGS_DATABASE_URL": rig.database_url}
+    runner = CliRunner()
+    result = await asyncio.to_thread(runner.invoke, deliveries_cli.app, ["--event", "ev-9"], env=env)
+    assert result.exit_code == 0, result.output
+    header, line = result.output.splitlines()
+    assert header.split()[:3] == ["time", "(UTC)", "try"]
+    assert "dev-1" in line and "dead_token" in line and line.endswith("Unregistered")
+    result = await asyncio.to_thread(runner.invoke, deliveries_cli.app, ["--event", "nope"], env=env)
+    assert "no deliveries recorded for event nope" in result.output
+    assert (await asyncio.to_thread(runner.invoke, deliveries_cli.app, [], env=env)).exit_code == 2
