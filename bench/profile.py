@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import shutil
 import subprocess
 import sys
@@ -93,7 +94,7 @@ def main() -> int:
     if not Path(spy).exists():
         print("py-spy not found: .venv/bin/pip install py-spy", file=sys.stderr)
         return 2
-    launcher.os.sched_setaffinity(0, {GEN_CPU})
+    os.sched_setaffinity(0, {GEN_CPU})
     raise_nofile()
     OUT.mkdir(exist_ok=True)
     stem = OUT / f"{args.system}-{'targeted' if args.targeted else 'fanout'}-{args.clients}-{args.rate:g}"

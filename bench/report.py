@@ -113,6 +113,9 @@ def _rows(small: int, large: int) -> list[Row]:
     def conn(key: str) -> Callable[[SystemResult], float | None]:
         return lambda r: r.connect.get(key, {}).get("seconds")
 
+    def rate(key: str) -> Callable[[SystemResult], float | None]:
+        return lambda r: r.connect.get(key, {}).get("rate")
+
     return [
         (f"fan-out {small:,}: best deliveries/s with p99 ≤ 50 ms (↑)", best("fanout-small", 50), None),
         (
@@ -123,6 +126,7 @@ def _rows(small: int, large: int) -> list[Row]:
         (f"fan-out {small:,}: server CPU µs per delivery at that rate (↓)", cpu("fanout-small", 50), None),
         (f"fan-out {small:,}: connect time s (↓)", conn("small"), None),
         (f"fan-out {large:,}: connect time s (↓)", conn("large"), None),
+        (f"fan-out {large:,}: connect rate, connections/s (↑)", rate("large"), None),
         (f"fan-out {large:,}: best deliveries/s with p99 ≤ 50 ms (↑)", best("fanout-large", 50), None),
         (f"fan-out {large:,}: best deliveries/s with p99 ≤ 100 ms (↑)", best("fanout-large", 100), None),
         (
@@ -169,14 +173,67 @@ def summary_table(results: dict[str, SystemResult], small: int, large: int) -> s
     gen = [max((s.gen_cpu_pct for s in results[n].steps), default=float("nan")) for n in names]
     cells = [f"{g:.0f}%" for g in gen] + [""] * n_ratio
     lines.append("| generator CPU, peak % of its core (sanity) | " + " | ".join(cells) + " |")
+    other = [max((s.other_cpu_pct for s in results[n].steps), default=float("nan")) for n in names]
+    cells = [f"{o:.0f}%" for o in other] + [""] * n_ratio
+    lines.append("| foreign CPU on the host, peak % of a core (sanity) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def targets(results: dict[str, SystemResult], small: int, large: int) -> str:
+    """Issue 6's targets for tidings, each with the measured number and met / missed."""
+    t, n, c = (results.get(k) for k in ("tidings", "naive", "ceiling"))
+    if t is None or t.error:
+        return "tidings was not measured in this run."
+    rows = ["| target | measured | |", "|---|---|---|"]
+
+    def add(name: str, measured: str, ok: bool | None) -> None:
+        rows.append(f"| {name} | {measured} | {'met' if ok else 'missed' if ok is False else '—'} |")
+
+    tb, nb, cb = (r.best("fanout-small", 50) if r and not r.error else None for r in (t, n, c))
+    tv = tb.deliveries_per_s if tb else 0.0
+    if cb:
+        add(
+            f"fan-out {small:,}: ≥ 50% of the ceiling's deliveries/s (p99 ≤ 50 ms)",
+            f"{tv:,.0f} vs {cb.deliveries_per_s:,.0f} = {100 * tv / cb.deliveries_per_s:.0f}%",
+            tv >= 0.5 * cb.deliveries_per_s,
+        )
+    if nb:
+        add(
+            f"fan-out {small:,}: ≥ 3x the naive baseline",
+            f"{tv / nb.deliveries_per_s:.1f}x",
+            tv >= 3 * nb.deliveries_per_s,
+        )
+    conn = t.connect.get("large", {})
+    if conn:
+        add(
+            f"{large:,} clients connect in ≤ 2 s",
+            f"{conn['seconds']:.2f} s ({conn['clients']:,.0f} clients)",
+            conn["seconds"] <= 2 and conn["clients"] >= large,
+        )
+    lb = t.best("fanout-large", 100)
+    add(
+        f"{large:,} clients: ≥ 50,000 deliveries/s with p99 ≤ 100 ms",
+        f"{lb.deliveries_per_s:,.0f} (p99 {lb.latency.p99:.0f} ms)" if lb else "no step passed",
+        bool(lb and lb.deliveries_per_s >= 50_000),
+    )
+    if t.memory:
+        kb = t.memory["kb_per_conn"]
+        add(f"≤ 20 KB RSS per idle connection (at {large:,})", f"{kb:.1f} KB", kb <= 20)
+    so = t.extra.get("scaleout")
+    if so:
+        add(
+            "scale-out hop through Redis adds ≤ 5 ms to p50",
+            f"+{so['added_p50_remote']:.2f} ms",
+            so["added_p50_remote"] <= 5,
+        )
+    return "\n".join(rows)
 
 
 def steps_table(results: dict[str, SystemResult]) -> str:
     lines = [
         "| scenario | system | clients | offered ev/s | deliveries/s | complete | p50 ms | p99 ms | max ms "
-        "| server CPU % | µs/delivery | gen CPU % | lost conns |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU % | µs/delivery | gen CPU % | other CPU % | lost conns |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in SYSTEMS:
         for s in results.get(name, SystemResult(name)).steps:
@@ -184,7 +241,8 @@ def steps_table(results: dict[str, SystemResult]) -> str:
                 f"| {s.scenario} | {s.system} | {s.clients:,} | {s.offered_eps:g} "
                 f"| {s.deliveries_per_s:,.0f} | {100 * s.complete:.1f}% "
                 f"| {_ms(s.latency.p50)} | {_ms(s.latency.p99)} | {_ms(s.latency.max)} "
-                f"| {s.server_cpu_pct:.0f} | {s.server_us_per_delivery:.1f} | {s.gen_cpu_pct:.0f} "
+                f"| {s.server_cpu_pct:.0f} | {s.server_us_per_delivery:.1f} "
+                f"| {s.gen_cpu_pct:.0f} | {s.other_cpu_pct:.0f} "
                 f"| {s.lost_connections} |"
             )
     return "\n".join(lines)
@@ -255,6 +313,10 @@ def write(
         "## Summary",
         "",
         table,
+        "",
+        "## Issue 6 targets (tidings)",
+        "",
+        targets(results, small, large),
         "",
         *([f"![p99 latency vs delivery rate]({stem}.png)", ""] if plotted else []),
         *(["## Notes", "", *[f"- {n}" for n in notes], ""] if notes else []),

@@ -47,6 +47,7 @@ class Step:
     server_cpu_pct: float  # of one core, over the window + drain
     server_us_per_delivery: float
     gen_cpu_pct: float  # generators + publisher, of one core
+    other_cpu_pct: float  # everything else on the host (foreign load), of one core
     lost_connections: int
     publish_errors: int
 
