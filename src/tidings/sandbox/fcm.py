@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from urllib.parse import parse_qs
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qs
 
 import jwt
 import orjson
@@ -64,6 +64,7 @@ class FcmSandbox:
         self,
         *,
         project_id: str = "tidings-sandbox",
+        key: rsa.RSAPrivateKey | None = None,
         clock: Callable[[], float] = time.time,
         token_lifetime: int = 3600,
         host: str = "127.0.0.1",
@@ -72,7 +73,7 @@ class FcmSandbox:
         self.project_id = project_id
         self.state = SandboxState(clock)
         self.token_lifetime = token_lifetime
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.client_email = f"tidings@{project_id}.iam.gserviceaccount.com"
         self.tokens: dict[str, float] = {}  # access token -> expiry (sandbox clock)
         self.tokens_issued = 0
