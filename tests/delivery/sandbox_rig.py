@@ -118,3 +118,69 @@ def order_job(users: list[str], event_id: str = "ev-1", push: dict[str, Any] | N
         spec=push or {"mode": "silent"},
         data={"order_id": "o-42"},
     )
+
+
+@dataclass
+class AllRig:
+    """All three sandboxes, and providers built from Settings exactly as `tidings worker` builds them."""
+
+    apns: ApnsRig
+    fcm: Any  # FcmSandbox
+    webpush: Any  # WebPushSandbox
+    settings: Any  # Settings
+
+    async def register_fcm(self, user: str) -> Device:
+        token = "fcm_" + os.urandom(24).hex()
+        device, _ = await self.apns.store.register(
+            user, DeviceIn(provider="fcm", platform="android", token=token)
+        )
+        return device
+
+    async def register_webpush(self, user: str) -> Device:
+        sub = self.webpush.subscribe()
+        device, _ = await self.apns.store.register(
+            user, DeviceIn(provider="webpush", platform="web", subscription=sub)
+        )
+        return device
+
+    def fcm_rule(self, token: str, code: str, **kw: Any) -> None:
+        self.fcm.state.add_rule(Rule(token=token, status=400, reason=code, **kw))
+
+    def webpush_rule(self, endpoint: str, status: int, **kw: Any) -> None:
+        self.webpush.state.add_rule(Rule(token=endpoint, status=status, **kw))
+
+
+@asynccontextmanager
+async def all_rig(tmp_path: Path, clock: Callable[[], float], **settings: Any) -> AsyncIterator[AllRig]:
+    import json
+
+    from tidings.config import Settings
+    from tidings.push.vapid import VapidKey
+    from tidings.sandbox.fcm import FcmSandbox
+    from tidings.sandbox.webpush import WebPushSandbox
+
+    async with (
+        apns_rig(tmp_path, clock) as apns,
+        FcmSandbox(project_id="demo-project") as fcm,
+        WebPushSandbox() as webpush,
+    ):
+        key_path, vapid_path = tmp_path / "AuthKey.p8", tmp_path / "vapid.pem"
+        key_path.write_bytes(apns.key_pem)
+        VapidKey.generate().write(vapid_path)
+        values: dict[str, Any] = {
+            "data_dir": tmp_path,
+            "database_url": apns.database_url,
+            "apns_key_path": key_path,
+            "apns_key_id": KEY_ID,
+            "apns_team_id": TEAM_ID,
+            "apns_topic": TOPIC,
+            "apns_url": apns.sandbox.url,
+            "fcm_credentials": json.dumps(fcm.service_account_info()),
+            "fcm_url": fcm.url,
+            "fcm_token_url": fcm.token_url,
+            "vapid_private_key_path": vapid_path,
+            "vapid_subject": "mailto:ops@example.com",
+            "webpush_http_hosts": ["127.0.0.1"],
+        }
+        values.update(settings)
+        yield AllRig(apns, fcm, webpush, Settings(_env_file=None, **values))  # type: ignore[call-arg]
