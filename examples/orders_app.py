@@ -41,7 +41,9 @@ def create_app(hub: Hub | None = None) -> FastAPI:
         order = Order(id=next(ids), **order_in.model_dump())
         orders[order.id] = order
         # The admin dashboard's feed; the payload carries ids and a summary, the dashboard fetches the rest.
-        await hub.publish("order.created", {"order_id": order.id, "item": order.item}, to={"roles": ["admin"]})
+        await hub.publish(
+            "order.created", {"order_id": order.id, "item": order.item}, to={"roles": ["admin"]}
+        )
         return order
 
     @app.get("/orders/{order_id}")

@@ -34,7 +34,9 @@ def require(ok: bool, what: str) -> None:
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "data_dir": tmp_path / "data", "jwt_secret": SECRET, "publish_key": PUBLISH_KEY,
+            "data_dir": tmp_path / "data",
+            "jwt_secret": SECRET,
+            "publish_key": PUBLISH_KEY,
             "database_url": f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}",
         }
         values.update(overrides)
@@ -46,7 +48,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 @pytest.fixture
 def token() -> Callable[..., str]:
     def mint(user: str = "alice", *roles: str, ttl: float = 3600, **claims: Any) -> str:
-        return mint_token(SECRET, user, list(roles), ttl=ttl, **claims)
+        return mint_token(SECRET, user, list(roles), ttl=ttl, claims=claims)
 
     return mint
 

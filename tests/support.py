@@ -103,7 +103,11 @@ class SSEStream:
 
 @contextlib.asynccontextmanager
 async def open_stream(
-    base: str, path: str = "/v1/events", *, token: str | None = None, headers: dict[str, str] | None = None,
+    base: str,
+    path: str = "/v1/events",
+    *,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
 ) -> AsyncIterator[SSEStream]:
     query = dict(params or {})
@@ -124,8 +128,14 @@ class InProcessServer:
     def __init__(self, app: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
-                                timeout_graceful_shutdown=1)
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=1,
+        )
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._task: asyncio.Task[None] | None = None
@@ -151,8 +161,13 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / f"server-{self.port}.log"
-        self.env = {**os.environ, "TIDINGS_DATA_DIR": str(data_dir), "TIDINGS_JWT_SECRET": SECRET,
-                    "TIDINGS_PUBLISH_KEY": PUBLISH_KEY, **env}
+        self.env = {
+            **os.environ,
+            "TIDINGS_DATA_DIR": str(data_dir),
+            "TIDINGS_JWT_SECRET": SECRET,
+            "TIDINGS_PUBLISH_KEY": PUBLISH_KEY,
+            **env,
+        }
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -161,7 +176,9 @@ class ServerProcess:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tidings", "serve", "--port", str(self.port), *self.args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -11,4 +11,14 @@ from .hub import Hub
 
 Event = EventIn
 
-__all__ = ["Audience", "Event", "EventIn", "Hub", "Principal", "Settings", "TopicAccessRule", "__version__", "load_settings"]
+__all__ = [
+    "Audience",
+    "Event",
+    "EventIn",
+    "Hub",
+    "Principal",
+    "Settings",
+    "TopicAccessRule",
+    "__version__",
+    "load_settings",
+]

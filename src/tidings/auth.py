@@ -53,7 +53,9 @@ def allow_any_topic(principal: Principal, topic: str) -> bool:
 class JwksCache:
     """Keys from a JWKS URL, fetched lazily and refetched (at most every `min_refresh` s) on an unknown kid."""
 
-    def __init__(self, url: str, *, ttl: float = 300, min_refresh: float = 30, client: httpx.AsyncClient | None = None):
+    def __init__(
+        self, url: str, *, ttl: float = 300, min_refresh: float = 30, client: httpx.AsyncClient | None = None
+    ):
         self._url = url
         self._ttl = ttl
         self._min_refresh = min_refresh
@@ -209,7 +211,12 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def mint_token(
-    secret: str, user_id: str, roles: Sequence[str] = (), *, ttl: float = 3600, now: float | None = None,
+    secret: str,
+    user_id: str,
+    roles: Sequence[str] = (),
+    *,
+    ttl: float = 3600,
+    now: float | None = None,
     **claims: Any,
 ) -> str:
     """An HS256 development token (the CLI's `tidings token`)."""

@@ -134,11 +134,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:
-        if self.env is Environment.production:
-            if not (self.jwt_secret or self.jwt_public_key_path or self.jwks_url):
-                raise ValueError(
-                    "production needs TIDINGS_JWT_SECRET, TIDINGS_JWT_PUBLIC_KEY_PATH or TIDINGS_JWKS_URL"
-                )
+        if self.env is Environment.production and not (
+            self.jwt_secret or self.jwt_public_key_path or self.jwks_url
+        ):
+            raise ValueError(
+                "production needs TIDINGS_JWT_SECRET, TIDINGS_JWT_PUBLIC_KEY_PATH or TIDINGS_JWKS_URL"
+            )
         return self
 
     @property

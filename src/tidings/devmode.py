@@ -32,7 +32,8 @@ def ensure_dev_secrets(settings: Settings) -> Settings:
         update["publish_key"] = stored["publish_key"]
     log.warning(
         "DEVELOPMENT MODE: using generated %s from %s — set TIDINGS_ENV=production with real secrets before deploying",
-        " and ".join(k.upper() for k in update), settings.data_dir / SECRETS_FILE,
+        " and ".join(k.upper() for k in update),
+        settings.data_dir / SECRETS_FILE,
     )
     return settings.model_copy(update=update)
 

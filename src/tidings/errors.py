@@ -1,10 +1,10 @@
 """The exception hierarchy; foreign errors are translated into these at module boundaries.
 
-    TidingsError
-    ├── ApiError             an HTTP answer: status, machine code, message, the offending field
-    ├── AuthError            a token that cannot be trusted (→ 401)
-    ├── BusUnavailable       the broker cannot take or carry events right now (→ 503)
-    └── ConfigError          (in config.py) configuration that cannot work
+TidingsError
+├── ApiError             an HTTP answer: status, machine code, message, the offending field
+├── AuthError            a token that cannot be trusted (→ 401)
+├── BusUnavailable       the broker cannot take or carry events right now (→ 503)
+└── ConfigError          (in config.py) configuration that cannot work
 """
 
 from __future__ import annotations

@@ -17,8 +17,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
-from pydantic import model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .push.spec import PushSpec, ensure_push_fits
 
@@ -140,7 +147,7 @@ class Envelope:
     def parse(cls, message: bytes) -> Envelope:
         event_id, event_type, channels, public = message.split(b"\n", 3)
         # The JSON has no raw newlines (orjson escapes them), so one `data:` line is valid WHATWG framing.
-        frame = b"id: %s\nevent: %s\ndata: {\"id\":\"%s\",%s\n\n" % (event_id, event_type, event_id, public[1:])
+        frame = b'id: %s\nevent: %s\ndata: {"id":"%s",%s\n\n' % (event_id, event_type, event_id, public[1:])
         channel_list = tuple(channels.decode().split(" "))
         return cls(event_id.decode(), event_type.decode(), channel_list, frame, message, time.time())
 
@@ -148,7 +155,9 @@ class Envelope:
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
-def sse_frame(data: str, *, event: str | None = None, event_id: str | None = None, retry: int | None = None) -> bytes:
+def sse_frame(
+    data: str, *, event: str | None = None, event_id: str | None = None, retry: int | None = None
+) -> bytes:
     """A WHATWG-conformant frame for arbitrary text: one `data:` line per line of `data`."""
     lines = []
     if event_id is not None:

@@ -1,8 +1,8 @@
 """The Hub: `publish()`, the router a host app mounts, and the lifespan that wires bus, streams and storage.
 
-    hub = Hub(settings)
-    app.include_router(hub.router)          # or hub.mount(app)
-    await hub.publish("order.created", {"order_id": 7}, to={"roles": ["admin"]})
+hub = Hub(settings)
+app.include_router(hub.router)          # or hub.mount(app)
+await hub.publish("order.created", {"order_id": 7}, to={"roles": ["admin"]})
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +62,10 @@ class Hub:
         self.clock = clock
         self.verifier = TokenVerifier(s)
         self.bus = bus or create_bus(
-            s.bus_url, prefix=s.redis_prefix, max_events=s.history_max_events, max_age=s.history_max_age_seconds
+            s.bus_url,
+            prefix=s.redis_prefix,
+            max_events=s.history_max_events,
+            max_age=s.history_max_age_seconds,
         )
         self.streams = Router(keepalive=s.keepalive_seconds, idle_timeout=s.stream_idle_timeout, clock=clock)
         self.limits = Limits(max_data_bytes=s.max_data_bytes, max_audience=s.max_audience)
@@ -102,7 +105,9 @@ class Hub:
         await self.bus.start(self._on_message)
         self.streams.start()
         self.services = await Services.start(self.settings, clock=self.clock)
-        log.info("hub started", extra={"bus": self.settings.bus_url.split("@")[-1], "env": self.settings.env.value})
+        log.info(
+            "hub started", extra={"bus": self.settings.bus_url.split("@")[-1], "env": self.settings.env.value}
+        )
 
     async def stop(self) -> None:
         await self.drain(grace=0)
@@ -121,9 +126,9 @@ class Hub:
             conn.send_comment(sse_frame('{"reason":"server_shutdown"}', event="shutdown", retry=retry))
             conn.close("shutdown")
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
-        deadline = time.monotonic() + grace
-        while len(self.streams) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        with suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self.streams.wait_empty()
 
     @property
     def devices(self) -> DeviceStore:
@@ -139,7 +144,9 @@ class Hub:
 
     def _started(self) -> Services:
         if self.services is None:
-            raise RuntimeError("the hub is not started: run it inside its lifespan (hub.router / hub.lifespan)")
+            raise RuntimeError(
+                "the hub is not started: run it inside its lifespan (hub.router / hub.lifespan)"
+            )
         return self.services
 
     # --- the HTTP surface ----------------------------------------------------------------------------------
@@ -204,11 +211,15 @@ class Hub:
         try:
             ids = await self.bus.publish([encode_message_tail(e, now) for e in events])
         except BusUnavailable as exc:
-            raise ApiError(503, "unavailable", "the event bus is unavailable; retry", headers={"Retry-After": "1"}) from exc
+            raise ApiError(
+                503, "unavailable", "the event bus is unavailable; retry", headers={"Retry-After": "1"}
+            ) from exc
         for event, event_id in zip(events, ids, strict=True):
             metrics.events_published_total.labels(event.type).inc()
-            log.info("publish", extra={"event_id": event_id, "event_type": event.type,
-                                       "audience": _audience_size(event.to)})
+            log.info(
+                "publish",
+                extra={"event_id": event_id, "event_type": event.type, "audience": _audience_size(event.to)},
+            )
         if self.services is not None:
             await self.services.enqueue_pushes(events, ids)
         return ids
@@ -223,7 +234,9 @@ class Hub:
             or (request.cookies.get(self.settings.token_cookie) if self.settings.token_cookie else None)
         )
         if not token:
-            raise ApiError(401, "unauthorized", "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401, "unauthorized", "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
         try:
             principal = await self.verifier.verify(token)
         except AuthError as exc:
@@ -231,9 +244,13 @@ class Hub:
         try:
             revoked = principal.jti is not None and await self.is_revoked(principal.jti)
         except BusUnavailable as exc:
-            raise ApiError(503, "unavailable", "cannot check the session now; retry", headers={"Retry-After": "1"}) from exc
+            raise ApiError(
+                503, "unavailable", "cannot check the session now; retry", headers={"Retry-After": "1"}
+            ) from exc
         if revoked:
-            raise ApiError(401, "token_revoked", "this session was revoked", headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401, "token_revoked", "this session was revoked", headers={"WWW-Authenticate": "Bearer"}
+            )
         return principal
 
     async def may_read_topic(self, principal: Principal, topic: str) -> bool:
@@ -241,14 +258,34 @@ class Hub:
         return bool(await allowed) if asyncio.iscoroutine(allowed) else bool(allowed)
 
     def open_connection(
-        self, principal: Principal, topics: Sequence[str], *, endpoint: str, limit: int, ip: str, replaying: bool
+        self,
+        principal: Principal,
+        topics: Sequence[str],
+        *,
+        endpoint: str,
+        limit: int,
+        ip: str,
+        replaying: bool,
     ) -> Connection:
-        channels = ["*", f"u:{principal.user_id}", *(f"r:{r}" for r in principal.roles), *(f"t:{t}" for t in topics)]
+        channels = [
+            "*",
+            f"u:{principal.user_id}",
+            *(f"r:{r}" for r in principal.roles),
+            *(f"t:{t}" for t in topics),
+        ]
         now = self.clock()
         lifetime = self.settings.stream_max_lifetime
         deadline = now + lifetime * (0.9 + 0.2 * random.random()) if lifetime else None  # jitter: no herd
-        conn = Connection(principal, channels, endpoint=endpoint, limits=self._buffer_limits, now=now,
-                          deadline=deadline, ip=ip, replaying=replaying)
+        conn = Connection(
+            principal,
+            channels,
+            endpoint=endpoint,
+            limits=self._buffer_limits,
+            now=now,
+            deadline=deadline,
+            ip=ip,
+            replaying=replaying,
+        )
         self.streams.add(conn, limit=limit)
         return conn
 
@@ -276,7 +313,8 @@ class Hub:
             body = orjson.loads(envelope.message.split(b"\n", 3)[3])
             user_id, jti = body["user_id"], body.get("jti")
             self.streams.close_where(
-                lambda c: c.principal.user_id == user_id and (jti is None or c.principal.jti == jti), "revoked"
+                lambda c: c.principal.user_id == user_id and (jti is None or c.principal.jti == jti),
+                "revoked",
             )
 
     # --- health --------------------------------------------------------------------------------------------

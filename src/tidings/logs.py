@@ -15,7 +15,10 @@ import orjson
 from .config import Settings
 
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName", "color_message"
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
 }
 
 
@@ -56,7 +59,9 @@ class _DropIntendedAborts(logging.Filter):
 
 def configure_logging(settings: Settings) -> None:
     """Route tidings' and uvicorn's logs through one handler in the chosen format."""
-    use_json = settings.log_format == "json" or (settings.log_format == "auto" and not settings.is_development)
+    use_json = settings.log_format == "json" or (
+        settings.log_format == "auto" and not settings.is_development
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     level = settings.log_level.upper()

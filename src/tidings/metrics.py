@@ -30,7 +30,8 @@ sse_connections_active = Gauge(
     "sse_connections_active", "Open SSE streams", ["role"], multiprocess_mode="livesum"
 )
 sse_connection_duration_seconds = Histogram(
-    "sse_connection_duration_seconds", "How long SSE streams stayed open",
+    "sse_connection_duration_seconds",
+    "How long SSE streams stayed open",
     buckets=(1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400),
 )
 sse_disconnects_total = Counter("sse_disconnects_total", "SSE streams closed, by reason", ["reason"])
@@ -40,13 +41,20 @@ admin_events_emitted_total = Counter(
 )
 events_delivered_total = Counter("events_delivered_total", "Event deliveries, by transport", ["transport"])
 event_delivery_latency_seconds = Histogram(
-    "event_delivery_latency_seconds", "Publish (id assigned) to handed to the stream writers",
+    "event_delivery_latency_seconds",
+    "Publish (id assigned) to handed to the stream writers",
     buckets=_LATENCY_BUCKETS,
 )
-push_sent_total = Counter("push_sent_total", "Push attempts, by provider and outcome", ["provider", "outcome"])
-push_latency_seconds = Histogram("push_latency_seconds", "Provider round trip", ["provider"], buckets=_LATENCY_BUCKETS)
+push_sent_total = Counter(
+    "push_sent_total", "Push attempts, by provider and outcome", ["provider", "outcome"]
+)
+push_latency_seconds = Histogram(
+    "push_latency_seconds", "Provider round trip", ["provider"], buckets=_LATENCY_BUCKETS
+)
 push_queue_depth = Gauge("push_queue_depth", "Push jobs waiting", multiprocess_mode="livemax")
-devices_active = Gauge("devices_active", "Active devices, by provider", ["provider"], multiprocess_mode="livemax")
+devices_active = Gauge(
+    "devices_active", "Active devices, by provider", ["provider"], multiprocess_mode="livemax"
+)
 
 _sse_delivered = events_delivered_total.labels("sse")
 

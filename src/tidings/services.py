@@ -33,7 +33,12 @@ class Services:
     """Started by the hub's lifespan; `stop()` releases everything it started."""
 
     def __init__(
-        self, settings: Settings, engine: AsyncEngine, devices: DeviceStore, deliveries: DeliveryLog, queue: Queue
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        devices: DeviceStore,
+        deliveries: DeliveryLog,
+        queue: Queue,
     ) -> None:
         self.settings = settings
         self.engine = engine

@@ -35,7 +35,9 @@ async def test_a_batch_gets_ordered_ids(client: httpx.AsyncClient) -> None:
 
 
 async def test_a_publisher_jwt_may_publish(client: httpx.AsyncClient, token: Callable[..., str]) -> None:
-    response = await client.post("/v1/publish", json=EVENT, headers={"Authorization": f"Bearer {token('svc', 'publisher')}"})
+    response = await client.post(
+        "/v1/publish", json=EVENT, headers={"Authorization": f"Bearer {token('svc', 'publisher')}"}
+    )
     assert response.status_code == 202
 
 
@@ -47,13 +49,19 @@ async def test_a_publisher_jwt_may_publish(client: httpx.AsyncClient, token: Cal
         ({"Authorization": "Basic abc"}, 401, "unauthorized"),
     ],
 )
-async def test_publishing_needs_the_key(client: httpx.AsyncClient, headers: dict[str, str], status: int, code: str) -> None:
+async def test_publishing_needs_the_key(
+    client: httpx.AsyncClient, headers: dict[str, str], status: int, code: str
+) -> None:
     response = await client.post("/v1/publish", json=EVENT, headers=headers)
     assert (response.status_code, response.json()["error"]) == (status, code)
 
 
-async def test_a_user_jwt_without_the_publisher_role_is_forbidden(client: httpx.AsyncClient, token: Callable[..., str]) -> None:
-    response = await client.post("/v1/publish", json=EVENT, headers={"Authorization": f"Bearer {token('alice', 'admin')}"})
+async def test_a_user_jwt_without_the_publisher_role_is_forbidden(
+    client: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    response = await client.post(
+        "/v1/publish", json=EVENT, headers={"Authorization": f"Bearer {token('alice', 'admin')}"}
+    )
     assert response.status_code == 403 and response.json()["error"] == "forbidden"
 
 
@@ -83,18 +91,24 @@ async def test_invalid_events_get_422_naming_the_field(
 
 
 async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/publish", content=b'{"type": ', headers={**AUTH, "Content-Type": "application/json"})
+    response = await client.post(
+        "/v1/publish", content=b'{"type": ', headers={**AUTH, "Content-Type": "application/json"}
+    )
     assert response.status_code == 400 and response.json()["error"] == "invalid_json"
 
 
 async def test_non_json_content_type_is_415(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/publish", content=b"type=x", headers={**AUTH, "Content-Type": "text/plain"})
+    response = await client.post(
+        "/v1/publish", content=b"type=x", headers={**AUTH, "Content-Type": "text/plain"}
+    )
     assert response.status_code == 415
 
 
 async def test_oversized_body_is_413_without_reading_it_all(client: httpx.AsyncClient) -> None:
     huge = b"[" + b" " * 5_000_000 + b"]"
-    response = await client.post("/v1/publish", content=huge, headers={**AUTH, "Content-Type": "application/json"})
+    response = await client.post(
+        "/v1/publish", content=huge, headers={**AUTH, "Content-Type": "application/json"}
+    )
     assert response.status_code == 413 and response.json()["error"] == "too_large"
 
 

@@ -48,10 +48,15 @@ async def test_publish_assigns_increasing_ids_and_delivers_in_order(bus: tuple[B
 async def test_history_replays_only_later_events_of_the_asked_channels(bus: tuple[Bus, list[bytes]]) -> None:
     instance, _ = bus
     first, *_ = await instance.publish([tail("a.one", "u:alice")])
-    ids = await instance.publish([tail("a.two", "u:bob"), tail("a.three", "u:alice r:admin"), tail("a.four", "r:admin")])
+    ids = await instance.publish(
+        [tail("a.two", "u:bob"), tail("a.three", "u:alice r:admin"), tail("a.four", "r:admin")]
+    )
     replay = await instance.history(first, ["u:alice", "r:admin"])
     assert replay is not None
-    assert [m.split(b"\n")[0].decode() for m in replay] == [ids[1], ids[2]]  # a.three once, though on two channels
+    assert [m.split(b"\n")[0].decode() for m in replay] == [
+        ids[1],
+        ids[2],
+    ]  # a.three once, though on two channels
 
 
 async def test_history_from_the_newest_id_is_empty(bus: tuple[Bus, list[bytes]]) -> None:
@@ -63,7 +68,9 @@ async def test_history_from_the_newest_id_is_empty(bus: tuple[Bus, list[bytes]])
 async def test_history_reports_a_gap_when_trimmed(bus: tuple[Bus, list[bytes]]) -> None:
     instance, _ = bus
     [start] = await instance.publish([tail("a.start", "u:alice")])
-    await instance.publish([tail(f"a.e{i}", "u:alice") for i in range(6)])  # max_events=5: one after `start` trimmed
+    await instance.publish(
+        [tail(f"a.e{i}", "u:alice") for i in range(6)]
+    )  # max_events=5: one after `start` trimmed
     assert await instance.history(start, ["u:alice"]) is None
 
 
@@ -93,7 +100,9 @@ async def test_revoked_session_ids_are_remembered_until_their_time(bus: tuple[Bu
 
 
 @pytest.mark.redis
-async def test_redis_subscriber_catches_up_after_its_connection_is_killed(redis_settings: dict[str, str]) -> None:
+async def test_redis_subscriber_catches_up_after_its_connection_is_killed(
+    redis_settings: dict[str, str],
+) -> None:
     """A subscription dropped by Redis (CLIENT KILL) loses nothing published meanwhile."""
     url, prefix = redis_settings["bus_url"], redis_settings["redis_prefix"]
     subscriber = create_bus(url, prefix=prefix)

@@ -32,7 +32,7 @@ def claims(**extra: Any) -> dict[str, Any]:
 
 async def test_hs256_token_gives_user_and_roles() -> None:
     verifier = TokenVerifier(settings(jwt_secret=SECRET))
-    principal = await verifier.verify(mint_token(SECRET, "alice", ["admin", "ops"], jti="s1"))
+    principal = await verifier.verify(mint_token(SECRET, "alice", ["admin", "ops"], claims={"jti": "s1"}))
     assert principal.user_id == "alice" and principal.roles == {"admin", "ops"} and principal.jti == "s1"
 
 
@@ -55,15 +55,21 @@ async def test_bad_tokens_are_refused(token: str, message: str) -> None:
 
 def _write_public(tmp_path: Path, private: Any) -> Path:
     path = tmp_path / "public.pem"
-    path.write_bytes(private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    path.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     return path
 
 
-@pytest.mark.parametrize(("alg", "make_key"), [
-    ("RS256", lambda: rsa.generate_private_key(65537, 2048)),
-    ("ES256", lambda: ec.generate_private_key(ec.SECP256R1())),
-])
+@pytest.mark.parametrize(
+    ("alg", "make_key"),
+    [
+        ("RS256", lambda: rsa.generate_private_key(65537, 2048)),
+        ("ES256", lambda: ec.generate_private_key(ec.SECP256R1())),
+    ],
+)
 async def test_public_key_file_verifies_asymmetric_tokens(tmp_path: Path, alg: str, make_key: Any) -> None:
     private = make_key()
     verifier = TokenVerifier(settings(jwt_public_key_path=_write_public(tmp_path, private)))

@@ -30,7 +30,9 @@ def test_a_valid_event_keeps_its_fields() -> None:
     assert event.type == "order.created" and event.to.roles == ["admin"] and event.data == {"order_id": 7}
 
 
-@pytest.mark.parametrize("bad_type", ["Order.Created", "order", "order..created", ".order", "order created", "a" * 200])
+@pytest.mark.parametrize(
+    "bad_type", ["Order.Created", "order", "order..created", ".order", "order created", "a" * 200]
+)
 def test_type_must_be_dotted_lowercase(bad_type: str) -> None:
     assert error_locs({**GOOD, "type": bad_type}) == [("type",)]
 
@@ -57,7 +59,9 @@ def test_audience_names_cannot_hide_separators() -> None:
 
 
 def test_audience_size_is_bounded() -> None:
-    assert error_locs({**GOOD, "to": {"users": [f"u{i}" for i in range(11)]}}, max_audience=10) == [("to", "users")]
+    assert error_locs({**GOOD, "to": {"users": [f"u{i}" for i in range(11)]}}, max_audience=10) == [
+        ("to", "users")
+    ]
 
 
 def test_naive_occurred_at_is_rejected() -> None:
@@ -71,7 +75,9 @@ def test_envelope_frame_is_one_valid_sse_event() -> None:
     [frame] = parse_frames(envelope.frame.decode())
     assert (frame.id, frame.event) == ("17-3", "order.created")
     assert frame.json() == {
-        "id": "17-3", "type": "order.created", "data": {"note": "line one\nline two\r\n", "order_id": 7},
+        "id": "17-3",
+        "type": "order.created",
+        "data": {"note": "line one\nline two\r\n", "order_id": 7},
         "occurred_at": "2026-01-02T03:04:05.000Z",
     }
     assert envelope.channels == ("r:admin",)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -34,8 +33,9 @@ def servers(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 
 async def publish(base: str, users: list[str], kind: str = "order.created") -> str:
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-        response = await client.post("/v1/publish", headers=AUTH,
-                                     json={"type": kind, "data": {"n": 1}, "to": {"users": users}})
+        response = await client.post(
+            "/v1/publish", headers=AUTH, json={"type": kind, "data": {"n": 1}, "to": {"users": users}}
+        )
     assert response.status_code == 202, response.text
     return str(response.json()["ids"][0])
 
@@ -44,7 +44,10 @@ async def publish(base: str, users: list[str], kind: str = "order.created") -> s
 async def test_an_event_published_on_one_process_reaches_a_client_on_another(
     servers: Callable[..., ServerProcess], redis_settings: dict[str, str], token: Callable[..., str]
 ) -> None:
-    env = {"TIDINGS_BUS_URL": redis_settings["bus_url"], "TIDINGS_REDIS_PREFIX": redis_settings["redis_prefix"]}
+    env = {
+        "TIDINGS_BUS_URL": redis_settings["bus_url"],
+        "TIDINGS_REDIS_PREFIX": redis_settings["redis_prefix"],
+    }
     a, b = servers(env), servers(env)
     async with open_stream(a.url, token=token("alice")) as stream:
         event_id = await publish(b.url, ["alice"])
@@ -55,7 +58,10 @@ async def test_an_event_published_on_one_process_reaches_a_client_on_another(
 async def test_sigterm_sends_shutdown_and_the_client_resumes_on_another_process_missing_nothing(
     servers: Callable[..., ServerProcess], redis_settings: dict[str, str], token: Callable[..., str]
 ) -> None:
-    env = {"TIDINGS_BUS_URL": redis_settings["bus_url"], "TIDINGS_REDIS_PREFIX": redis_settings["redis_prefix"]}
+    env = {
+        "TIDINGS_BUS_URL": redis_settings["bus_url"],
+        "TIDINGS_REDIS_PREFIX": redis_settings["redis_prefix"],
+    }
     a, b = servers(env), servers(env)
     async with open_stream(a.url, token=token("alice")) as stream:
         seen = (await stream.next_event()).id if await publish(b.url, ["alice"]) else ""
@@ -77,51 +83,84 @@ async def test_sigterm_sends_shutdown_and_the_client_resumes_on_another_process_
 async def test_several_workers_share_one_redis_and_aggregate_metrics(
     servers: Callable[..., ServerProcess], redis_settings: dict[str, str], token: Callable[..., str]
 ) -> None:
-    env = {"TIDINGS_BUS_URL": redis_settings["bus_url"], "TIDINGS_REDIS_PREFIX": redis_settings["redis_prefix"]}
+    env = {
+        "TIDINGS_BUS_URL": redis_settings["bus_url"],
+        "TIDINGS_REDIS_PREFIX": redis_settings["redis_prefix"],
+    }
     server = servers(env, "--workers", "2")
-    async with open_stream(server.url, token=token("u1")) as s1, open_stream(server.url, token=token("u2")) as s2, \
-            open_stream(server.url, token=token("u3")) as s3, open_stream(server.url, token=token("u4")) as s4:
+    async with (
+        open_stream(server.url, token=token("u1")) as s1,
+        open_stream(server.url, token=token("u2")) as s2,
+        open_stream(server.url, token=token("u3")) as s3,
+        open_stream(server.url, token=token("u4")) as s4,
+    ):
         event_id = await publish(server.url, ["u1", "u2", "u3", "u4"])
         for stream in (s1, s2, s3, s4):
             assert (await stream.next_event()).id == event_id
         async with httpx.AsyncClient(base_url=server.url) as client:
             text = (await client.get("/metrics")).text
-        active = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                     if line.startswith("sse_connections_active{"))
+        active = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("sse_connections_active{")
+        )
         assert active == 4
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     import os
 
-    return subprocess.run([sys.executable, "-m", "tidings", *args], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, **(env or {})}, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "tidings", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
 
 
 async def test_cli_token_and_publish_work_against_a_running_server(
     servers: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
     server = servers({})
-    env = {"TIDINGS_JWT_SECRET": server.env["TIDINGS_JWT_SECRET"], "TIDINGS_PUBLISH_KEY": PUBLISH_KEY,
-           "TIDINGS_DATA_DIR": str(tmp_path / "cli")}
+    env = {
+        "TIDINGS_JWT_SECRET": server.env["TIDINGS_JWT_SECRET"],
+        "TIDINGS_PUBLISH_KEY": PUBLISH_KEY,
+        "TIDINGS_DATA_DIR": str(tmp_path / "cli"),
+    }
     minted = run_cli("token", "--user", "alice", "--role", "ops", env=env)
     assert minted.returncode == 0, minted.stderr
     async with open_stream(server.url, token=minted.stdout.strip()) as stream:
         result = await asyncio.to_thread(
-            run_cli, "publish", "--type", "task.changed", "--to-role", "ops", "--data", '{"task_id": 9}',
-            "--url", server.url, env=env,
+            run_cli,
+            "publish",
+            "--type",
+            "task.changed",
+            "--to-role",
+            "ops",
+            "--data",
+            '{"task_id": 9}',
+            "--url",
+            server.url,
+            env=env,
         )
         assert result.returncode == 0, result.stderr
         frame = await stream.next_event()
         assert frame.id == result.stdout.strip() and frame.json()["data"] == {"task_id": 9}
 
 
-@pytest.mark.parametrize(("env", "variable"), [
-    ({"TIDINGS_PORT": "eighty"}, "TIDINGS_PORT"),
-    ({"TIDINGS_BUS_URL": "kafka://x"}, "TIDINGS_BUS_URL"),
-    ({"TIDINGS_ENV": "production", "TIDINGS_JWT_SECRET": ""}, "TIDINGS_JWT_SECRET"),
-    ({"TIDINGS_KEEPALIVE_SECONDS": "-1"}, "TIDINGS_KEEPALIVE_SECONDS"),
-])
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"TIDINGS_PORT": "eighty"}, "TIDINGS_PORT"),
+        ({"TIDINGS_BUS_URL": "kafka://x"}, "TIDINGS_BUS_URL"),
+        ({"TIDINGS_ENV": "production", "TIDINGS_JWT_SECRET": ""}, "TIDINGS_JWT_SECRET"),
+        ({"TIDINGS_KEEPALIVE_SECONDS": "-1"}, "TIDINGS_KEEPALIVE_SECONDS"),
+    ],
+)
 def test_bad_configuration_fails_at_start_naming_the_variable(
     tmp_path: Path, env: dict[str, str], variable: str
 ) -> None:
@@ -137,8 +176,13 @@ def test_development_mode_prints_a_working_curl_pair(tmp_path: Path) -> None:
 
     port = free_port()
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-    proc = subprocess.Popen([sys.executable, "-m", "tidings", "serve", "--port", str(port)], cwd=tmp_path,
-                            env=clean_env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tidings", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=clean_env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines: list[str] = []
         assert proc.stderr is not None

@@ -27,8 +27,20 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory)], stdout=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
         )
         import redis
 
@@ -65,8 +77,11 @@ async def test_a_redis_restart_costs_no_accepted_event(
     hub = Hub(make_settings(bus_url=f"redis://127.0.0.1:{own_redis.port}/0"), handle_signals=False)
     auth = {"Authorization": f"Bearer {PUBLISH_KEY}"}
     event = {"type": "order.created", "data": {}, "to": {"users": ["alice"]}}
-    async with InProcessServer(create_app(hub)) as server, open_stream(server.url, token=token()) as stream, \
-            httpx.AsyncClient(base_url=server.url, headers=auth, timeout=10) as client:
+    async with (
+        InProcessServer(create_app(hub)) as server,
+        open_stream(server.url, token=token()) as stream,
+        httpx.AsyncClient(base_url=server.url, headers=auth, timeout=10) as client,
+    ):
         first = (await client.post("/v1/publish", json=event)).json()["ids"][0]
         assert (await stream.next_event()).id == first
 

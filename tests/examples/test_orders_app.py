@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-
 from examples.orders_app import create_app
+
 from support import InProcessServer, open_stream
 from tidings import Hub
 
@@ -18,9 +18,11 @@ async def test_creating_an_order_notifies_admins_within_500_ms(
 ) -> None:
     hub = Hub(make_settings(), handle_signals=False)
     async with InProcessServer(create_app(hub)) as server:
-        async with open_stream(server.url, "/v1/admin/events", token=token("root", "admin")) as admin, \
-                open_stream(server.url, token=token("customer")) as customer, \
-                httpx.AsyncClient(base_url=server.url) as client:
+        async with (
+            open_stream(server.url, "/v1/admin/events", token=token("root", "admin")) as admin,
+            open_stream(server.url, token=token("customer")) as customer,
+            httpx.AsyncClient(base_url=server.url) as client,
+        ):
             started = time.monotonic()
             response = await client.post("/orders", json={"item": "pizza", "quantity": 2})
             frame = await admin.next_event(timeout=0.5)

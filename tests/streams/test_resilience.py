@@ -36,8 +36,10 @@ async def test_a_slow_reader_is_cut_off_while_fast_readers_get_everything(
     make_settings: Callable[..., Any], token: Callable[..., str]
 ) -> None:
     limit = 256 * 1024
-    hub = Hub(make_settings(stream_buffer_bytes=limit, stream_buffer_events=10_000, max_data_bytes=65536),
-              handle_signals=False)
+    hub = Hub(
+        make_settings(stream_buffer_bytes=limit, stream_buffer_events=10_000, max_data_bytes=65536),
+        handle_signals=False,
+    )
     async with InProcessServer(create_app(hub)) as server:
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, and it never reads
@@ -52,7 +54,9 @@ async def test_a_slow_reader_is_cut_off_while_fast_readers_get_everything(
                 event = {"type": "load.tick", "data": {"blob": "x" * 30_000}, "to": {"broadcast": True}}
                 ids: list[str] = []
                 reader = asyncio.create_task(fast.events(400, timeout=10))  # the fast client reads as it goes
-                for _ in range(400):  # 12 MB: more than any kernel buffers, at a pace the fast reader keeps up with
+                for _ in range(
+                    400
+                ):  # 12 MB: more than any kernel buffers, at a pace the fast reader keeps up with
                     ids += await hub.publish_many([event])
                     worst = max((c.buffered_bytes for c in hub.streams.connections()), default=0)
                     assert worst <= limit  # bounded, whatever the slow reader does
@@ -64,7 +68,9 @@ async def test_a_slow_reader_is_cut_off_while_fast_readers_get_everything(
             slow.close()
 
 
-async def test_a_stream_closes_when_its_token_expires(server: InProcessServer, token: Callable[..., str]) -> None:
+async def test_a_stream_closes_when_its_token_expires(
+    server: InProcessServer, token: Callable[..., str]
+) -> None:
     async with open_stream(server.url, token=token("alice", ttl=1.5)) as stream:
         started = time.monotonic()
         with pytest.raises((StopAsyncIteration, httpx.RemoteProtocolError)):
@@ -90,8 +96,11 @@ async def test_revocation_closes_the_users_streams_and_refuses_the_session(
     server: InProcessServer, token: Callable[..., str]
 ) -> None:
     revoked, other = token("alice", jti="session-1"), token("alice", jti="session-2")
-    async with open_stream(server.url, token=revoked) as first, open_stream(server.url, token=other) as second, \
-            httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {PUBLISH_KEY}"}) as client:
+    async with (
+        open_stream(server.url, token=revoked) as first,
+        open_stream(server.url, token=other) as second,
+        httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {PUBLISH_KEY}"}) as client,
+    ):
         response = await client.post("/v1/sessions/revoke", json={"user_id": "alice", "jti": "session-1"})
         assert response.status_code == 200
         with pytest.raises((StopAsyncIteration, httpx.RemoteProtocolError)):
@@ -119,17 +128,27 @@ async def test_revocation_reaches_streams_on_every_process_within_a_second(
             assert time.monotonic() - started < 1
 
 
-async def test_metrics_move_with_streams_and_events(server: InProcessServer, token: Callable[..., str]) -> None:
+async def test_metrics_move_with_streams_and_events(
+    server: InProcessServer, token: Callable[..., str]
+) -> None:
     base = await metrics_text(server.url)
     async with open_stream(server.url, "/v1/admin/events", token=token("root", "admin")) as stream:
         await server.hub.publish("order.created", {}, to={"roles": ["admin"]})  # type: ignore[attr-defined]
         await stream.next_event()
         during = await metrics_text(server.url)
-    assert sample(during, "sse_connections_active", role="admin") == sample(base, "sse_connections_active", role="admin") + 1
-    assert sample(during, "events_published_total", event_type="order.created") == \
-        sample(base, "events_published_total", event_type="order.created") + 1
+    assert (
+        sample(during, "sse_connections_active", role="admin")
+        == sample(base, "sse_connections_active", role="admin") + 1
+    )
+    assert (
+        sample(during, "events_published_total", event_type="order.created")
+        == sample(base, "events_published_total", event_type="order.created") + 1
+    )
     assert sample(during, "admin_events_emitted_total", event_type="order.created") >= 1
-    assert sample(during, "events_delivered_total", transport="sse") >= sample(base, "events_delivered_total", transport="sse") + 1
+    assert (
+        sample(during, "events_delivered_total", transport="sse")
+        >= sample(base, "events_delivered_total", transport="sse") + 1
+    )
     assert sample(during, "event_delivery_latency_seconds_count") >= 1
     for name in ("sse_connection_duration_seconds", "push_sent_total", "push_queue_depth", "devices_active"):
         assert f"# TYPE {name}" in during
@@ -149,7 +168,9 @@ async def test_stream_logs_name_who_and_why_but_never_the_token(
     closed = next(r for r in caplog.records if r.getMessage() == "stream close")
     assert opened.user_id == "alice" and opened.ip == "127.0.0.1" and opened.conn == closed.conn  # type: ignore[attr-defined]
     assert closed.reason == "client" and closed.duration >= 0  # type: ignore[attr-defined]
-    assert all(secret_token not in r.getMessage() and secret_token not in str(vars(r)) for r in caplog.records)
+    assert all(
+        secret_token not in r.getMessage() and secret_token not in str(vars(r)) for r in caplog.records
+    )
 
 
 def test_json_log_lines_carry_context() -> None:

@@ -20,11 +20,24 @@ class Clock:
         return self.now
 
 
-def conn(user: str, *channels: str, endpoint: str = "events", limits: BufferLimits | None = None,
-         expires_at: float | None = None, replaying: bool = False, now: float | None = None) -> Connection:
+def conn(
+    user: str,
+    *channels: str,
+    endpoint: str = "events",
+    limits: BufferLimits | None = None,
+    expires_at: float | None = None,
+    replaying: bool = False,
+    now: float | None = None,
+) -> Connection:
     principal = Principal(user, expires_at=expires_at)
-    return Connection(principal, ["*", f"u:{user}", *channels], endpoint=endpoint, limits=limits or BufferLimits(),
-                      now=time.time() if now is None else now, replaying=replaying)
+    return Connection(
+        principal,
+        ["*", f"u:{user}", *channels],
+        endpoint=endpoint,
+        limits=limits or BufferLimits(),
+        now=time.time() if now is None else now,
+        replaying=replaying,
+    )
 
 
 def envelope(event_id: str, channels: str, kind: str = "a.b") -> Envelope:
@@ -68,7 +81,11 @@ def test_removed_connections_leave_no_index_entries() -> None:
 
 def test_connection_limit_closes_the_oldest_of_that_user_and_endpoint() -> None:
     router = Router(keepalive=30, idle_timeout=0)
-    first, second, other_endpoint = conn("alice", endpoint="admin"), conn("alice", endpoint="admin"), conn("alice")
+    first, second, other_endpoint = (
+        conn("alice", endpoint="admin"),
+        conn("alice", endpoint="admin"),
+        conn("alice"),
+    )
     router.add(first, limit=1)
     router.add(other_endpoint, limit=1)
     router.add(second, limit=1)
@@ -107,7 +124,9 @@ def test_sweep_sends_keepalives_only_to_quiet_streams() -> None:
     assert queued(quiet) == KEEPALIVE and queued(busy) == b""
 
 
-@pytest.mark.parametrize(("field", "reason"), [("expires_at", "expired"), ("deadline", "lifetime"), ("idle", "idle")])
+@pytest.mark.parametrize(
+    ("field", "reason"), [("expires_at", "expired"), ("deadline", "lifetime"), ("idle", "idle")]
+)
 def test_sweep_closes_expired_over_age_and_idle_streams(field: str, reason: str) -> None:
     clock = Clock()
     router = Router(keepalive=30, idle_timeout=3600, clock=clock)

@@ -24,7 +24,9 @@ def build_router(hub: Hub) -> APIRouter:
     router = APIRouter(lifespan=hub.lifespan)
     s = hub.settings
     streams = {
-        "/v1/events": StreamEndpoint(hub, name="events", required_role=None, limit=s.max_connections_per_user),
+        "/v1/events": StreamEndpoint(
+            hub, name="events", required_role=None, limit=s.max_connections_per_user
+        ),
         "/v1/admin/events": StreamEndpoint(
             hub, name="admin", required_role="admin", limit=s.admin_max_connections_per_user
         ),

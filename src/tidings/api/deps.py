@@ -33,8 +33,12 @@ async def require_admin(principal: Annotated[Principal, Depends(require_user)]) 
 async def require_publisher(request: Request) -> Principal:
     credential = bearer_token(request.headers.get("authorization"))
     if credential is None:
-        raise ApiError(401, "unauthorized", "send Authorization: Bearer <publish key or publisher JWT>",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send Authorization: Bearer <publish key or publisher JWT>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     try:
         return await get_hub(request).verifier.verify_publisher(credential)
     except AuthError as exc:

@@ -19,8 +19,16 @@ from starlette.responses import JSONResponse, Response
 
 from ..errors import ApiError
 
-_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
 
 
 def error_response(exc: ApiError) -> JSONResponse:
@@ -71,8 +79,11 @@ async def request_validation_handler(request: Request, exc: Exception) -> Respon
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _STATUS_CODES.get(exc.status_code, "error")
-    return JSONResponse({"error": code, "message": str(exc.detail), "field": None},
-                        status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(
+        {"error": code, "message": str(exc.detail), "field": None},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
 
 
 class TidingsRoute(APIRoute):

@@ -19,7 +19,9 @@ class ChannelHistory:
         self._max_age_ms = int(max_age * 1000)
         self._clock = clock
         self._buffers: dict[str, deque[tuple[EventKey, bytes]]] = {}
-        self._dropped: dict[str, EventKey] = {}  # newest id evicted per channel: a replay from before it has a gap
+        self._dropped: dict[
+            str, EventKey
+        ] = {}  # newest id evicted per channel: a replay from before it has a gap
         self._origin: EventKey = (int(clock() * 1000), 0)  # nothing before this is known to this process
         self._last_assigned: EventKey = (0, 0)
 

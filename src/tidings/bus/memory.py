@@ -12,7 +12,9 @@ from .history import ChannelHistory
 class MemoryBus(Bus):
     """For one process. Ids are `<ms>-<seq>` like Redis stream ids, so clients see one format everywhere."""
 
-    def __init__(self, *, max_events: int = 1000, max_age: float = 600, clock: Callable[[], float] = time.time):
+    def __init__(
+        self, *, max_events: int = 1000, max_age: float = 600, clock: Callable[[], float] = time.time
+    ):
         self._clock = clock
         self._deliver: Deliver | None = None
         self._last = (0, 0)

@@ -16,6 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
@@ -24,6 +25,7 @@ from ..errors import BusUnavailable
 from .base import Bus, Deliver, parse_id
 
 log = logging.getLogger("tidings.bus")
+
 
 class RedisBus(Bus):
     """Pub/sub across processes sharing one Redis; one subscription (one connection) per process."""
@@ -38,7 +40,9 @@ class RedisBus(Bus):
         log_length: int = 10_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._redis = redis.from_url(url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=15)
+        self._redis = redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=15
+        )
         self._channel = f"{prefix}:bus"
         self._log_key = f"{prefix}:log"
         self._history_prefix = f"{prefix}:h:"
@@ -70,7 +74,13 @@ class RedisBus(Bus):
         await self._redis.aclose()
 
     async def publish(self, tails: Sequence[bytes]) -> list[str]:
-        args = [self._history_prefix, self._max_events, self._log_length, int(self._max_age * 1000), *tails]
+        args: list[bytes | str | int] = [
+            self._history_prefix,
+            self._max_events,
+            self._log_length,
+            int(self._max_age * 1000),
+            *tails,
+        ]
         try:
             ids = await self._publish(keys=[self._log_key, self._channel], args=args)
         except (RedisError, OSError) as exc:
@@ -89,7 +99,9 @@ class RedisBus(Bus):
         except (RedisError, OSError) as exc:
             raise BusUnavailable(f"redis unavailable: {exc}") from exc
 
-    async def _history_since(self, start: tuple[int, int], after: str, channels: Sequence[str]) -> list[bytes] | None:
+    async def _history_since(
+        self, start: tuple[int, int], after: str, channels: Sequence[str]
+    ) -> list[bytes] | None:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.xrevrange(self._log_key, count=1)
             pipe.xrange(self._log_key, count=1)
@@ -147,7 +159,7 @@ class RedisBus(Bus):
                 self.connected.clear()
                 log.warning("redis bus: connection lost (%s); retrying in %.1fs", exc, delay)
             finally:
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 5.0)
 
@@ -156,7 +168,10 @@ class RedisBus(Bus):
         if self._last == (0, 0):
             return
         after = f"({self._last[0]}-{self._last[1]}"
-        for entry_id, fields in await self._redis.xrange(self._log_key, min=after):
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]], await self._redis.xrange(self._log_key, min=after)
+        )
+        for entry_id, fields in entries:
             self._hand_over(entry_id + b"\n" + fields[b"t"])
 
     def _hand_over(self, message: bytes) -> None:

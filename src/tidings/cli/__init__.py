@@ -13,7 +13,9 @@ import typer
 from .. import __version__
 from ..config import ConfigError, Settings, load_settings
 
-app = typer.Typer(help="tidings: a notification hub (SSE streams, APNs, FCM, Web Push).", no_args_is_help=True)
+app = typer.Typer(
+    help="tidings: a notification hub (SSE streams, APNs, FCM, Web Push).", no_args_is_help=True
+)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -52,8 +54,12 @@ def serve(
     if settings.is_development:
         typer.echo(_walkthrough(settings), err=True)
     common = {
-        "host": settings.host, "port": settings.port, "backlog": 4096, "log_config": None,
-        "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) + 2, "access_log": False,
+        "host": settings.host,
+        "port": settings.port,
+        "backlog": 4096,
+        "log_config": None,
+        "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) + 2,
+        "access_log": False,
     }
     if workers == 1:
         uvicorn.Server(uvicorn.Config(create_app(Hub(settings)), **common)).run()  # type: ignore[arg-type]
@@ -76,7 +82,9 @@ def _walkthrough(settings: Settings) -> str:
     from ..auth import mint_token
 
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
-    token = mint_token(settings.jwt_secret, "alice", ["admin"], ttl=86_400) if settings.jwt_secret else "<JWT>"
+    token = (
+        mint_token(settings.jwt_secret, "alice", ["admin"], ttl=86_400) if settings.jwt_secret else "<JWT>"
+    )
     event = json.dumps({"type": "order.created", "data": {"order_id": 1}, "to": {"users": ["alice"]}})
     return (
         "\ntidings (development mode). Try it — in one terminal:\n"
@@ -91,12 +99,18 @@ def _walkthrough(settings: Settings) -> str:
 def publish(
     type: Annotated[str, typer.Option("--type", help="Event type, e.g. order.created")],
     data: Annotated[str, typer.Option(help="Event data as a JSON object")] = "{}",
-    to_user: Annotated[list[str] | None, typer.Option("--to-user", help="Recipient user id (repeatable)")] = None,
-    to_role: Annotated[list[str] | None, typer.Option("--to-role", help="Recipient role (repeatable)")] = None,
+    to_user: Annotated[
+        list[str] | None, typer.Option("--to-user", help="Recipient user id (repeatable)")
+    ] = None,
+    to_role: Annotated[
+        list[str] | None, typer.Option("--to-role", help="Recipient role (repeatable)")
+    ] = None,
     to_topic: Annotated[list[str] | None, typer.Option("--to-topic", help="Topic (repeatable)")] = None,
     broadcast: Annotated[bool, typer.Option(help="Send to every stream")] = False,
     push: Annotated[str | None, typer.Option(help='"silent", "alert" or a JSON push spec')] = None,
-    url: Annotated[str | None, typer.Option(help="Server base URL (default: TIDINGS_HOST:TIDINGS_PORT)")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Server base URL (default: TIDINGS_HOST:TIDINGS_PORT)")
+    ] = None,
     key: Annotated[str | None, typer.Option(help="Publish key (default: TIDINGS_PUBLISH_KEY)")] = None,
 ) -> None:
     """Publish one event through a running server's HTTP API; prints the assigned id."""
@@ -108,12 +122,21 @@ def publish(
         push_spec = None if push is None else (push if push in ("silent", "alert") else json.loads(push))
     except json.JSONDecodeError as exc:
         fail(f"--data/--push: not valid JSON: {exc}")
-    audience = {"users": to_user or [], "roles": to_role or [], "topics": to_topic or [], "broadcast": broadcast}
+    audience = {
+        "users": to_user or [],
+        "roles": to_role or [],
+        "topics": to_topic or [],
+        "broadcast": broadcast,
+    }
     event = {"type": type, "data": event_data, "to": audience, **({"push": push_spec} if push_spec else {})}
     base = url or settings.public_url or f"http://{settings.host}:{settings.port}"
     try:
-        response = httpx.post(f"{base.rstrip('/')}/v1/publish", json=event, timeout=10,
-                              headers={"Authorization": f"Bearer {key or settings.publish_key}"})
+        response = httpx.post(
+            f"{base.rstrip('/')}/v1/publish",
+            json=event,
+            timeout=10,
+            headers={"Authorization": f"Bearer {key or settings.publish_key}"},
+        )
     except httpx.HTTPError as exc:
         fail(f"cannot reach {base}: {exc}")
     if response.status_code >= 400:
@@ -135,7 +158,7 @@ def token(
     if not settings.jwt_secret:
         fail("tidings token mints HS256 tokens: set TIDINGS_JWT_SECRET (or run in development mode)")
     claims = {"jti": jti} if jti else {}
-    typer.echo(mint_token(settings.jwt_secret, user, role or [], ttl=ttl, **claims))
+    typer.echo(mint_token(settings.jwt_secret, user, role or [], ttl=ttl, claims=claims))
 
 
 @app.command()

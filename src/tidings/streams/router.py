@@ -39,6 +39,8 @@ class Router:
         self._idle_timeout = idle_timeout
         self._clock = clock
         self._sweeper: asyncio.Task[None] | None = None
+        self._empty = asyncio.Event()
+        self._empty.set()
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._sessions.values())
@@ -53,6 +55,7 @@ class Router:
             self._index.setdefault(channel, set()).add(conn)
         session = self._sessions.setdefault((conn.endpoint, conn.principal.user_id), deque())
         session.append(conn)
+        self._empty.clear()
         while limit and len([c for c in session if not c.closed]) > limit:
             oldest = next(c for c in session if not c.closed)
             oldest.close("replaced")
@@ -71,6 +74,8 @@ class Router:
                 session.remove(conn)
             if not session:
                 del self._sessions[key]
+        if not self._sessions:
+            self._empty.set()
 
     def route(self, envelope: Envelope) -> None:
         """Hand one event's frame to every local recipient; called in id order."""
@@ -82,6 +87,10 @@ class Router:
         for conn in recipients:
             conn.push(envelope)
         metrics.observe_routed(envelope, len(recipients))
+
+    async def wait_empty(self) -> None:
+        """Return once no connection is left."""
+        await self._empty.wait()
 
     def close_where(self, predicate: Callable[[Connection], bool], reason: str) -> int:
         matched = [conn for conn in self.connections() if predicate(conn)]

@@ -21,7 +21,7 @@ from .. import metrics
 from ..auth import Principal
 from ..errors import ApiError, BusUnavailable
 from ..events import Envelope, sse_frame
-from .connection import BufferLimits, Connection
+from .connection import Connection
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -51,14 +51,20 @@ class StreamEndpoint:
             return
         last_event_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
         conn = self._hub.open_connection(
-            principal, topics, endpoint=self._name, limit=self._limit, ip=_client_ip(scope),
+            principal,
+            topics,
+            endpoint=self._name,
+            limit=self._limit,
+            ip=_client_ip(scope),
             replaying=bool(last_event_id),
         )
         await self._serve(conn, last_event_id, receive, send)
 
     async def _admit(self, request: Request) -> tuple[Principal, list[str]]:
         if self._hub.draining:
-            raise ApiError(503, "shutting_down", "this server is restarting; reconnect", headers={"Retry-After": "1"})
+            raise ApiError(
+                503, "shutting_down", "this server is restarting; reconnect", headers={"Retry-After": "1"}
+            )
         principal = await self._hub.authenticate(request)
         if self._required_role and not principal.has_role(self._required_role):
             raise ApiError(403, "forbidden", f"this stream requires the role {self._required_role!r}")
@@ -74,8 +80,14 @@ class StreamEndpoint:
         watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
         watcher.add_done_callback(lambda _: conn.close("client"))
         log.info(
-            "stream open", extra={"conn": conn.id, "user_id": conn.principal.user_id, "role": self._role_label,
-                                  "ip": conn.ip, "endpoint": self._name},
+            "stream open",
+            extra={
+                "conn": conn.id,
+                "user_id": conn.principal.user_id,
+                "role": self._role_label,
+                "ip": conn.ip,
+                "endpoint": self._name,
+            },
         )
         try:
             if last_event_id:
@@ -89,9 +101,15 @@ class StreamEndpoint:
             reason = conn.close_reason or "error"
             metrics.stream_closed(self._role_label, reason, opened)
             log.info(
-                "stream close", extra={"conn": conn.id, "user_id": conn.principal.user_id, "role": self._role_label,
-                                       "ip": conn.ip, "reason": reason,
-                                       "duration": round(hub.clock() - conn.opened_at, 3)},
+                "stream close",
+                extra={
+                    "conn": conn.id,
+                    "user_id": conn.principal.user_id,
+                    "role": self._role_label,
+                    "ip": conn.ip,
+                    "reason": reason,
+                    "duration": round(hub.clock() - conn.opened_at, 3),
+                },
             )
         if not completed:
             conn.close("slow")  # returning without completing makes the server drop the socket
