@@ -15,7 +15,6 @@ SQLite notes (why the connect/begin hooks below exist):
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -142,8 +141,3 @@ def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-def upgrade_blocking(url: str, revision: str = "head") -> None:
-    """`upgrade` for synchronous callers (the CLI)."""
-    asyncio.run(upgrade(url, revision))

@@ -111,6 +111,16 @@ async def test_disable_is_reported_once(store: DeviceStore) -> None:
     assert device.disabled_reason == "410 Gone" and not device.active
 
 
+async def test_disable_spares_a_device_registered_again_since(store: DeviceStore, clock: FakeClock) -> None:
+    body = apns_body()
+    await store.register("ana", device_in(body))
+    sent_at = clock()
+    clock.advance(10)
+    await store.register("ana", device_in(body))  # the app was reinstalled while the push was in flight
+    assert not await store.disable("apns", body["token"], "Unregistered", seen_before=sent_at)
+    assert await store.disable("apns", body["token"], "Unregistered", seen_before=clock())
+
+
 async def test_mark_used_updates_many_in_one_call(store: DeviceStore, clock: FakeClock) -> None:
     devices = [(await store.register("ana", device_in(fcm_body())))[0] for _ in range(3)]
     clock.advance(5)

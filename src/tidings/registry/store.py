@@ -182,16 +182,26 @@ class DeviceStore:
             result = await conn.execute(delete(devices).where(devices.c.id == device_id))
         return bool(result.rowcount)
 
-    async def disable(self, provider: str, token: str, reason: str) -> bool:
-        """Stop pushing to a token the provider reported dead. False when unknown or already disabled."""
+    async def disable(
+        self, provider: str, token: str, reason: str, *, seen_before: float | None = None
+    ) -> bool:
+        """Stop pushing to a token the provider reported dead. False when unknown or already disabled.
+
+        `seen_before` (epoch seconds: when the push was sent, or APNs's 410 timestamp) spares the device if it
+        registered again after that moment: the app was reinstalled and its fresh registration wins.
+        """
+        where = [
+            devices.c.provider == provider,
+            devices.c.token_hash == token_hash(provider, token),
+            devices.c.disabled_at.is_(None),
+        ]
+        if seen_before is not None:
+            where.append(devices.c.last_seen_at <= datetime.fromtimestamp(seen_before, UTC))
+        now = self._now()
         stmt = (
             update(devices)
-            .where(
-                devices.c.provider == provider,
-                devices.c.token_hash == token_hash(provider, token),
-                devices.c.disabled_at.is_(None),
-            )
-            .values(disabled_at=self._now(), disabled_reason=reason[:256], updated_at=self._now())
+            .where(*where)
+            .values(disabled_at=now, disabled_reason=reason[:256], updated_at=now)
         )
         async with write_tx(self.engine) as conn:
             result = await conn.execute(stmt)
