@@ -235,3 +235,20 @@ async def test_topics_follow_the_hubs_topic_rule(migrated_url: str, tmp_path: Pa
             assert (await api.register("ana", fcm_body(topics=["news"]))).status_code == 201
     finally:
         await hub.stop()
+
+
+def test_openapi_describes_the_registration_body() -> None:
+    from fastapi import FastAPI
+
+    from tidings.api import devices as devices_api
+
+    app = FastAPI()
+    app.include_router(devices_api.router)
+    doc = app.openapi()
+    for path in ("/v1/devices", "/v1/devices/register"):
+        schema = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert set(schema["required"]) == {"provider", "platform"}
+        assert "$ref" not in str(schema), "every reference is inlined"
+        assert "keys" in str(schema["properties"]["subscription"])
+    assert {"get", "delete"} <= doc["paths"]["/v1/devices"].keys()
+    assert "/v1/admin/devices" in doc["paths"] and "/v1/devices/{device_id}" in doc["paths"]

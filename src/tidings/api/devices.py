@@ -119,14 +119,44 @@ async def _parse(request: Request, hub: Hub) -> DeviceIn | Response:
     return device
 
 
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    """pydantic's `#/$defs/X` refs do not resolve inside an OpenAPI document; our models nest without cycles."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline_refs(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
+def _body_schema() -> dict[str, Any]:
+    # The body is read by hand (see the module docstring), so OpenAPI is told its shape here.
+    schema = DeviceIn.model_json_schema()
+    inlined = _inline_refs(schema, schema.get("$defs", {}))
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inlined}}}}
+
+
+_BODY = _body_schema()
 _REFRESHED: dict[int | str, dict[str, Any]] = {
     200: {"model": DeviceOut, "description": "Already registered: refreshed"}
 }
 
 
-@router.post("/v1/devices", status_code=201, summary="Register a device (upsert)", responses=_REFRESHED)
 @router.post(
-    "/v1/devices/register", status_code=201, summary="Alias of POST /v1/devices", responses=_REFRESHED
+    "/v1/devices",
+    status_code=201,
+    summary="Register a device (upsert)",
+    responses=_REFRESHED,
+    openapi_extra=_BODY,
+)
+@router.post(
+    "/v1/devices/register",
+    status_code=201,
+    summary="Alias of POST /v1/devices",
+    responses=_REFRESHED,
+    openapi_extra=_BODY,
 )
 async def register_device(request: Request, hub: HubDep, user: UserDep, response: Response) -> Any:
     refused = _state(hub).limiter.check(user.user_id)
