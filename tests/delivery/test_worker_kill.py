@@ -69,7 +69,7 @@ def start_worker(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen
 async def wait_for(condition: Callable[[], object], seconds: float) -> None:
     # Polling, never a blocking wait: the sandbox answering the workers runs on this very event loop.
     async with asyncio.timeout(seconds):
-        while not condition():  # noqa: ASYNC110 - the condition is another process's state
+        while not condition():
             await asyncio.sleep(0.02)
 
 

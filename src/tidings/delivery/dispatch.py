@@ -122,6 +122,8 @@ class Dispatcher:
             by_provider[device.provider].append(device)
         note = Notification(event_id=job.event_id, event_type=job.event_type, spec=spec, data=job.data)
         groups = [self._send_group(name, group, note) for name, group in by_provider.items()]
+        if len(groups) == 1:  # the common case; a gather would cost a task per group
+            return await groups[0]
         attempts: list[Attempt] = []
         for done in await asyncio.gather(*groups):
             attempts.extend(done)
@@ -148,7 +150,11 @@ class Dispatcher:
                 async with limit:
                     attempts.append(await self._send_one(provider, device, prepared))
 
-        await asyncio.gather(*(runner() for _ in range(min(self.concurrency, len(group)))))
+        runners = min(self.concurrency, len(group))
+        if runners == 1:
+            await runner()
+        else:
+            await asyncio.gather(*(runner() for _ in range(runners)))
         return attempts
 
     async def _send_one(self, provider: Provider, device: DeviceLike, prepared: Any) -> Attempt:
