@@ -217,9 +217,9 @@ def mint_token(
     *,
     ttl: float = 3600,
     now: float | None = None,
-    **claims: Any,
+    claims: Mapping[str, Any] | None = None,
 ) -> str:
     """An HS256 development token (the CLI's `tidings token`)."""
     issued = time.time() if now is None else now
-    payload = {"sub": user_id, "roles": list(roles), "iat": int(issued), "exp": int(issued + ttl), **claims}
+    payload = {"sub": user_id, "roles": list(roles), "iat": int(issued), "exp": int(issued + ttl), **(claims or {})}
     return jwt.encode(payload, secret, algorithm="HS256")
