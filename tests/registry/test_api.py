@@ -163,6 +163,10 @@ async def test_hostile_bodies_get_4xx_never_500(api: Api) -> None:
     big = await api.client.post("/v1/devices", content=b'{"token": "' + b"a" * 20_000 + b'"}', headers=as_ana)
     assert big.status_code == 413
     assert (await api.client.post("/v1/devices", content=b"{not json", headers=as_ana)).status_code == 400
+    nul_name = await api.register("user9", fcm_body(name="a\x00b"))
+    assert error(nul_name) == (422, "validation_error", "name")
+    long_sub = await api.register("u" * 300, fcm_body())  # refused by the verifier or by the devices API
+    assert long_sub.status_code in (400, 401), long_sub.text
     hostile = (
         [],
         "x",

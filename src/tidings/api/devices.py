@@ -26,7 +26,7 @@ from ..errors import ApiError
 from ..hub import Hub
 from ..registry.endpoint import EndpointPolicy
 from ..registry.ratelimit import RegistrationLimiter
-from ..registry.store import Device
+from ..registry.store import Device, valid_user_id
 from ..registry.validation import DeviceIn, PolicyViolation, check_policy
 from .deps import AdminDep, HubDep, UserDep
 from .publish import read_json
@@ -163,6 +163,10 @@ async def register_device(request: Request, hub: HubDep, user: UserDep, response
     if refused is not None:
         raise ApiError(429, "rate_limited", "too many device registrations; retry later",
                        headers={"Retry-After": str(refused.retry_after)})  # fmt: skip
+    if not valid_user_id(user.user_id):
+        raise ApiError(
+            400, "invalid_subject", "the token's subject cannot own devices (1-256 characters, no NUL)"
+        )
     parsed = await _parse(request, hub)
     if isinstance(parsed, Response):
         return parsed

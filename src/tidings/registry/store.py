@@ -35,6 +35,16 @@ from tidings.registry.validation import DeviceIn
 __all__ = ["Device", "DeviceStore", "PruneReport", "token_hash"]
 
 MAX_CHANNEL_NAME = 256
+MAX_USER_ID = 256  # devices.user_id is varchar(256)
+
+
+def valid_user_id(user_id: str) -> bool:
+    """Whether `user_id` can own devices: non-empty, fits the column, no NUL (PostgreSQL refuses it in text)."""
+    return 0 < len(user_id) <= MAX_USER_ID and "\x00" not in user_id
+
+
+def _channel_ok(name: str) -> bool:
+    return 0 < len(name) <= MAX_CHANNEL_NAME and "\x00" not in name
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +133,8 @@ class DeviceStore:
         """Upsert by (provider, token); returns (device, created). Re-enables a disabled token."""
         if device.token is None:  # DeviceIn guarantees it; this keeps the type checker and callers honest
             raise ValueError("device has no token")
+        if not valid_user_id(user_id):
+            raise ValueError(f"user id must be 1-{MAX_USER_ID} characters without NUL")
         now = self._now()
         new_id = uuid.uuid4().hex
         token = normalise_token(device.provider, device.token)
@@ -134,8 +146,9 @@ class DeviceStore:
             "updated_at": now, "last_seen_at": now, "last_used_at": None, "disabled_at": None,
             "disabled_reason": None,
         }  # fmt: skip
-        channels = {f"role:{r}" for r in roles if 0 < len(r) <= MAX_CHANNEL_NAME}
-        channels |= {f"topic:{t}" for t in (*device.topics, *topics) if 0 < len(t) <= MAX_CHANNEL_NAME}
+        # Roles come from the JWT; one that cannot be stored cannot be addressed either, so it is skipped.
+        channels = {f"role:{r}" for r in roles if _channel_ok(r)}
+        channels |= {f"topic:{t}" for t in (*device.topics, *topics) if _channel_ok(t)}
         async with write_tx(self.engine) as conn:
             row = (await conn.execute(self._upsert(values))).one()
             stored = _device(row)

@@ -55,7 +55,11 @@ LOCALE_RE = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
 TOPIC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,127}$")
 MAX_TOPICS = 50
 
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+# No control characters: PostgreSQL refuses NUL in text, and labels end up in operators' terminals.
+Label = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$"),
+]
 AppId = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,256}$")]
 
 
