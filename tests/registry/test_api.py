@@ -116,6 +116,8 @@ async def test_admin_listing_pages_and_requires_admin(api: Api) -> None:
         "/v1/admin/devices", params={"cursor": "x'; drop table devices;--"}, headers=admin
     )
     assert error(bad) == (422, "validation_error", "cursor")
+    nul = await api.client.get("/v1/admin/devices", params={"user_id": "a\x00b"}, headers=admin)
+    assert error(nul) == (422, "validation_error", "user_id")
     too_many = await api.client.get("/v1/admin/devices", params={"limit": 10_000}, headers=admin)
     assert error(too_many) == (422, "validation_error", "limit")
 

@@ -214,7 +214,7 @@ def _removed(removed: bool) -> Response:
 async def admin_list_devices(
     hub: HubDep,
     admin: AdminDep,
-    user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    user_id: Annotated[str | None, Query(min_length=1, max_length=256, pattern=r"^[^\x00]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(pattern=DEVICE_ID, description="a page's next_cursor")] = None,
 ) -> DevicePage:
