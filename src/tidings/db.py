@@ -102,7 +102,14 @@ def alembic_config() -> Config:
     return cfg
 
 
+# Any constant shared by every tidings process: concurrent upgrades (several pods starting, or an operator's
+# `tidings db upgrade` during a deploy) queue on it instead of racing to create the same tables.
+_MIGRATION_LOCK_ID = 0x7469_6469_6E67  # "tiding"
+
+
 def _upgrade_sync(conn: Connection, revision: str) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})")
     cfg = alembic_config()
     cfg.attributes["connection"] = conn
     command.upgrade(cfg, revision)

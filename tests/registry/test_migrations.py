@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from alembic import command
 from sqlalchemy import Connection, inspect
 
@@ -25,6 +27,12 @@ async def test_upgrade_from_empty_reaches_head(database_url: str) -> None:
 async def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
     await db.upgrade(database_url)
     await db.upgrade(database_url)
+    assert await db.current(database_url) == db.head_revision()
+
+
+async def test_concurrent_upgrades_queue_instead_of_racing(database_url: str) -> None:
+    async with asyncio.timeout(60):
+        await asyncio.gather(*(db.upgrade(database_url) for _ in range(4)))
     assert await db.current(database_url) == db.head_revision()
 
 
