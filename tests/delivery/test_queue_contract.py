@@ -159,3 +159,27 @@ async def test_dead_letter_keeps_job_and_reason(queue: Queue) -> None:
     assert dead.job.event_id == "ev-dead" and dead.job.attempt == 5
     assert dead.reason == "max_attempts: apns 503 ServiceUnavailable"
     assert await queue.depth() == 0
+
+
+async def test_redis_group_forgets_long_idle_empty_consumers(redis_prefix: str) -> None:
+    from tidings.delivery.queue_redis import GROUP, RedisQueue
+
+    from .conftest import REDIS_URL, drop_prefix, redis_or_skip
+
+    client = await redis_or_skip()
+    queue = RedisQueue(REDIS_URL, prefix=redis_prefix)
+    try:
+        await queue.enqueue(job("a"))
+        await queue.enqueue(job("b"))
+        [held] = await queue.reserve("holds-a-lease", block_seconds=0.1)
+        [done] = await queue.reserve("finished", block_seconds=0.1)
+        await queue.ack(done)
+        await asyncio.sleep(0.05)
+        assert await queue.forget_idle_consumers(idle_seconds=0.01) == 1
+        names = {c["name"] for c in await client.xinfo_consumers(queue.stream, GROUP)}
+        assert names == {b"holds-a-lease"}  # a consumer with a pending lease is kept whatever its age
+        await queue.ack(held)
+    finally:
+        await queue.close()
+        await drop_prefix(client, redis_prefix)
+        await client.aclose()

@@ -266,3 +266,38 @@ async def test_stop_lets_quick_jobs_finish(clock: StepClock) -> None:
         rig.worker.stop()
         await running
     assert rig.worker.counters["jobs.complete"] == 1 and await rig.queue.depth() == 0
+
+
+class FlakyQueue(MemoryQueue):
+    """A memory queue whose first reserves fail the way a Redis outage does."""
+
+    def __init__(self, failures: int, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.failures = failures
+
+    async def reserve(self, consumer: str, count: int = 1, block_seconds: float = 1.0) -> list[Any]:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("Connection refused")
+        return await super().reserve(consumer, count, block_seconds)
+
+
+async def test_worker_survives_a_broker_outage(clock: StepClock) -> None:
+    rig = Rig(clock)
+    rig.queue = FlakyQueue(2, options=QueueOptions(visibility_timeout=30, clock=clock))
+    rig.worker.queue = rig.queue
+    rig.worker._backoff = 0.01
+    await rig.run(push_job())
+    assert rig.worker.counters["reserve.errors"] == 2 and rig.worker.counters["jobs.complete"] == 1
+
+
+async def test_stop_is_immediate_on_an_idle_memory_queue(clock: StepClock) -> None:
+    rig = Rig(clock, burst=False, poll_seconds=30)
+    running = asyncio.create_task(rig.worker.run())
+    await asyncio.sleep(0.05)  # let it block in reserve
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(5):
+        await rig.worker.close()
+        await running
+    assert loop.time() - started < 0.5  # not the 30 s poll

@@ -15,7 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -114,6 +114,10 @@ class QueueOptions:
 
 class Queue(ABC):
     """A durable, at-least-once queue of PushJobs shared by workers."""
+
+    # Whether a reserve() may be cancelled mid-wait without stranding a job it already took; lets a stopping
+    # worker return at once instead of waiting out the reserve's block.
+    interruptible: ClassVar[bool] = False
 
     @abstractmethod
     async def enqueue(self, job: PushJob, *, delay: float = 0.0) -> None:

@@ -26,6 +26,8 @@ class _InFlight:
 class MemoryQueue(Queue):
     """Ready deque + in-flight leases + a heap of delayed retries, guarded by one asyncio.Condition."""
 
+    interruptible = True  # _take is synchronous: a cancelled reserve has taken nothing
+
     def __init__(self, options: QueueOptions | None = None) -> None:
         self._options = options or QueueOptions()
         self._clock = self._options.clock

@@ -25,6 +25,7 @@ from tidings.delivery.queue import DeadLetter, Lease, PushJob, Queue, QueueOptio
 
 GROUP = "workers"
 _PROMOTE_BATCH = 100
+CONSUMER_IDLE_SECONDS = 86_400.0
 
 _PROMOTE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -87,6 +88,21 @@ class RedisQueue(Queue):
             if "BUSYGROUP" not in str(exc):
                 raise
         self._group_ready = True
+        await self.forget_idle_consumers()
+
+    async def forget_idle_consumers(self, idle_seconds: float = CONSUMER_IDLE_SECONDS) -> int:
+        """Drop group members that hold nothing and were last seen long ago.
+
+        Every worker process is a new consumer name (host-pid-...), and Redis keeps a consumer in the group
+        forever; without this the group grows by one member per restart.
+        """
+        consumers: Any = await self._redis.xinfo_consumers(self.stream, GROUP)
+        gone = 0
+        for consumer in consumers:
+            if int(consumer["pending"]) == 0 and int(consumer["idle"]) > idle_seconds * 1000:
+                await self._redis.xgroup_delconsumer(self.stream, GROUP, consumer["name"])
+                gone += 1
+        return gone
 
     async def enqueue(self, job: PushJob, *, delay: float = 0.0) -> None:
         if delay > 0:

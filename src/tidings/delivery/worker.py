@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from tidings import metrics
+from tidings.delivery import report
 from tidings.delivery.dispatch import Attempt, DeviceSource, Dispatcher
 from tidings.delivery.log import DeliveryRecord
 from tidings.delivery.queue import Lease, PushJob, Queue
@@ -84,6 +85,7 @@ class Worker:
         self._done = asyncio.Event()
         self._handle_signals = handle_signals
         self._started = False
+        self._backoff = 0.5  # seconds before retrying a failed reserve; doubles up to 30 s
 
     def __repr__(self) -> str:
         c = self.counters
@@ -138,10 +140,7 @@ class Worker:
             if free <= 0:
                 await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
                 continue
-            # Short blocks in burst mode: "empty" must be noticed quickly; otherwise poll_seconds bounds how
-            # long a stop waits for the reserve in progress (cancelling it could strand a delivered entry).
-            block = min(self.poll_seconds, 0.1) if self.burst else self.poll_seconds
-            leases = await self.queue.reserve(self.consumer, free, block_seconds=block)
+            leases = await self._reserve(free)
             for lease in leases:
                 if self._stopping.is_set():
                     await self._give_back(lease)
@@ -152,6 +151,30 @@ class Worker:
             idle = self.burst and not leases and not self._running
             if idle and (await self.queue.stats()).outstanding == 0:
                 return
+
+    async def _reserve(self, free: int) -> list[Lease]:
+        # Short blocks in burst mode: "empty" must be noticed quickly. Otherwise poll_seconds bounds how long
+        # a stop waits for a reserve that cannot be cancelled safely (Redis: it could strand a taken entry).
+        block = min(self.poll_seconds, 0.1) if self.burst else self.poll_seconds
+        reserving = asyncio.ensure_future(self.queue.reserve(self.consumer, free, block_seconds=block))
+        try:
+            if self.queue.interruptible:
+                stopping = asyncio.ensure_future(self._stopping.wait())
+                await asyncio.wait({reserving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if not reserving.done():
+                    reserving.cancel()
+                    return []
+            leases = await reserving
+        except Exception:  # the broker is unreachable: wait and try again, a blip must not end the worker
+            self.counters["reserve.errors"] += 1
+            logger.exception("taking jobs from %r failed; retrying in %.1fs", self.queue, self._backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._backoff)
+            self._backoff = min(self._backoff * 2, 30.0)
+            return []
+        self._backoff = 0.5
+        return leases
 
     async def _drain(self) -> None:
         if not self._running:
@@ -194,7 +217,14 @@ class Worker:
         except Exception as exc:  # a bug here must not kill the worker; the job stays for another try
             logger.exception("job %s failed", lease.job.event_id)
             self.counters["jobs.errors"] += 1
-            await self._retry_or_bury(lease, lease.job, f"worker error: {type(exc).__name__}: {exc}", None)
+            try:
+                await self._retry_or_bury(
+                    lease, lease.job, f"worker error: {type(exc).__name__}: {exc}", None
+                )
+            except Exception:  # the queue itself is failing: the lease expires and another worker takes it
+                logger.exception(
+                    "could not reschedule job %s; it returns after the visibility timeout", lease.id
+                )
 
     async def _process_job(self, lease: Lease) -> None:
         job = lease.job
@@ -215,14 +245,14 @@ class Worker:
             await self._retry_or_bury(lease, job, f"device lookup failed: {type(exc).__name__}: {exc}", None)
             return
         if not devices:
-            await self._record_nobody(job)
+            await self._write(job, [report.nobody_row(job, self.clock())])
             await self.queue.ack(lease)
             self.counters["jobs.complete"] += 1
             return
         attempts = await self.dispatcher.send(job, spec, devices)
         await self.dispatcher.apply(attempts)
-        self._count(attempts)
-        await self._record(job, attempts)
+        report.count(self.counters, attempts)
+        await self._write(job, report.attempt_rows(job, attempts, self.clock()))
         retry = [a for a in attempts if a.result.outcome is Outcome.retry_later]
         if not retry:
             await self.queue.ack(lease)
@@ -251,51 +281,6 @@ class Worker:
         await self.queue.dead_letter(lease, job, reason)
         self.counters["jobs.dead"] += 1
         logger.warning("job %s dead-lettered: %s", job.event_id, reason)
-
-    async def _record_nobody(self, job: PushJob) -> None:
-        # One row even when nobody is reachable: "why didn't my phone buzz?" starts with "was it registered?".
-        row = DeliveryRecord(
-            event_id=job.event_id,
-            device_id=None,
-            user_id=None,
-            provider="-",
-            outcome=Outcome.skipped.value,
-            reason="no_active_devices" if job.device_ids is None else "devices_gone",
-            status=None,
-            attempt=job.attempt,
-            latency_ms=None,
-            created_at=self.clock(),
-        )
-        await self._write(job, [row])
-
-    def _count(self, attempts: Sequence[Attempt]) -> None:
-        by_label: Counter[tuple[str, str]] = Counter()
-        for a in attempts:
-            self.counters["send." + a.result.outcome.value] += 1
-            by_label[(a.device.provider, a.result.outcome.value)] += 1
-            if a.latency_ms is not None:
-                metrics.push_latency_seconds.labels(a.device.provider).observe(a.latency_ms / 1000.0)
-        for (provider, outcome), n in by_label.items():  # one counter update per label set and job
-            metrics.push_sent_total.labels(provider, outcome).inc(n)
-
-    async def _record(self, job: PushJob, attempts: Sequence[Attempt]) -> None:
-        now = self.clock()
-        rows = [
-            DeliveryRecord(
-                event_id=job.event_id,
-                device_id=a.device.id,
-                user_id=a.device.user_id,
-                provider=a.device.provider,
-                outcome=a.result.outcome.value,
-                reason=a.result.reason,
-                status=a.result.status,
-                attempt=job.attempt,
-                latency_ms=a.latency_ms,
-                created_at=now,
-            )
-            for a in attempts
-        ]
-        await self._write(job, rows)
 
     async def _write(self, job: PushJob, rows: Sequence[DeliveryRecord]) -> None:
         try:
