@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from push_helpers import KEY_ID, TEAM_ID, TOPIC, Clock
 
+from tidings.push._http import make_client
 from tidings.push.apns import ApnsProvider
 from tidings.push.fcm import FcmProvider
 from tidings.push.vapid import VapidKey
@@ -47,8 +48,12 @@ async def apns_sandbox(apns_key: ec.EllipticCurvePrivateKey, clock: Clock) -> As
         yield sandbox
 
 
-@pytest.fixture
-async def apns(apns_sandbox: ApnsSandbox, apns_pem: bytes, clock: Clock) -> AsyncIterator[ApnsProvider]:
+@pytest.fixture(params=["h2client", "httpx"])
+async def apns(
+    request: pytest.FixtureRequest, apns_sandbox: ApnsSandbox, apns_pem: bytes, clock: Clock
+) -> AsyncIterator[ApnsProvider]:
+    """The provider on its own HTTP/2 client, and on an injected httpx client: both must behave the same."""
+    client = make_client(http2_only=True, timeout=2.0, transport=None) if request.param == "httpx" else None
     provider = ApnsProvider(
         key_pem=apns_pem,
         key_id=KEY_ID,
@@ -57,6 +62,7 @@ async def apns(apns_sandbox: ApnsSandbox, apns_pem: bytes, clock: Clock) -> Asyn
         base_url=apns_sandbox.url,
         clock=clock,
         timeout=2.0,
+        client=client,
     )
     yield provider
     await provider.aclose()

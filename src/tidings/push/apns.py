@@ -3,8 +3,10 @@
 One ES256 provider JWT is shared by every send and refreshed after `refresh_after` seconds (40 min: Apple
 rejects tokens older than an hour and answers 429 TooManyProviderTokenUpdates to refreshes more often than
 every 20 min). ExpiredProviderToken makes `send` mint a new token once (only if nobody else already did) and
-resend. GOAWAY and dead connections are httpcore's to handle: the stream fails, the pool opens a new
-connection, and the send comes back as retry_later if it was lost.
+resend. Requests go over our own HTTP/2 client (h2client.py, which says why) unless an httpx client or
+transport is injected. After GOAWAY or a lost connection the next send opens a new connection; a send the
+server certainly did not process (above GOAWAY's last stream, REFUSED_STREAM) is resent once at once, any
+other comes back as retry_later.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from . import payloads
 from ._http import DEFAULT_TIMEOUT, make_client, network_failure, parse_retry_after
 from .base import NOT_CONFIGURED, Notification, Outcome, Provider, Result, Target
+from .h2client import H2Error, Pool, encode_headers, literal
 
 PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"
@@ -38,6 +41,7 @@ class ApnsPrepared:
     event_id: str
     payload: bytes
     headers: dict[str, str]
+    block: bytes  # the same headers HPACK-encoded once, for the HTTP/2 client
 
 
 def apns_id(event_id: str, device_id: str) -> str:
@@ -90,7 +94,13 @@ class ApnsProvider(Provider):
             except ValueError as exc:
                 missing.insert(0, f"a valid .p8 key ({exc})")
         self.missing = ", ".join(missing)
-        self._client = client or make_client(http2_only=True, timeout=timeout, transport=transport)
+        self.timeout = timeout
+        # Our own HTTP/2 client by default (h2client.py says why); an httpx client or transport when injected.
+        self._httpx = client or (
+            make_client(http2_only=True, timeout=timeout, transport=transport) if transport else None
+        )
+        self._pools: dict[str, Pool] = {}
+        self._auth_block = ("", b"")
 
     @property
     def configured(self) -> bool:
@@ -119,58 +129,104 @@ class ApnsProvider(Provider):
         collapse = payloads.apns_collapse_id(note)
         if collapse:
             headers["apns-collapse-id"] = collapse
-        return ApnsPrepared(note.event_id, payloads.apns_payload(note), headers)
+        return ApnsPrepared(
+            note.event_id, payloads.apns_payload(note), headers, encode_headers(headers.items())
+        )
 
-    def _url(self, target: Target) -> str:
-        base = self.base_url or (SANDBOX_URL if target.environment == "sandbox" else PRODUCTION_URL)
-        return f"{base}/3/device/{target.token}"
+    def _base(self, target: Target) -> str:
+        return self.base_url or (SANDBOX_URL if target.environment == "sandbox" else PRODUCTION_URL)
 
     async def send(self, target: Target, prepared: ApnsPrepared) -> Result:
         if not self.configured:
             return NOT_CONFIGURED
-        headers = {
-            **prepared.headers,
-            "apns-topic": target.topic or self.topic,
-            "apns-id": apns_id(prepared.event_id, target.device_id),
-        }
+        topic = target.topic or self.topic
+        ident = apns_id(prepared.event_id, target.device_id)
         bearer = self._bearer()
-        result = await self._post(target, prepared.payload, headers, bearer)
+        result = await self._post(target, prepared, topic, ident, bearer)
         if result.reason == "ExpiredProviderToken":
-            result = await self._post(target, prepared.payload, headers, self._bearer(stale=bearer))
+            result = await self._post(target, prepared, topic, ident, self._bearer(stale=bearer))
         return result
 
-    async def _post(self, target: Target, payload: bytes, headers: dict[str, str], bearer: str) -> Result:
-        url, headers = self._url(target), {**headers, "authorization": bearer}
+    async def _post(
+        self, target: Target, prepared: ApnsPrepared, topic: str, ident: str, bearer: str
+    ) -> Result:
         for attempt in (1, 2):
             try:
-                response = await self._client.post(url, content=payload, headers=headers)
+                if self._httpx is not None:
+                    status, body, retry_after = await self._post_httpx(target, prepared, topic, ident, bearer)
+                else:
+                    status, body, retry_after = await self._post_h2(target, prepared, topic, ident, bearer)
             except (httpx.RemoteProtocolError, httpx.WriteError) as exc:
                 # A connection Apple closed (GOAWAY, idle timeout) before it took this stream: the request
                 # was not processed, so one immediate resend on a fresh connection is safe.
                 if attempt == 2:
                     return network_failure(exc)
+            except H2Error as exc:
+                if attempt == 2 or not exc.retryable:
+                    return Result(Outcome.retry_later, f"network: {exc}"[:300])
             except httpx.HTTPError as exc:
                 return network_failure(exc)
+            except TimeoutError:
+                return Result(Outcome.retry_later, "timeout: no response from APNs")
+            except OSError as exc:
+                return Result(Outcome.retry_later, f"network: {type(exc).__name__}: {exc}"[:300])
             else:
-                return self._classify(response)
+                return self._classify(status, body, retry_after)
         raise AssertionError("unreachable")
 
-    def _classify(self, response: httpx.Response) -> Result:
-        status = response.status_code
+    async def _post_h2(
+        self, target: Target, prepared: ApnsPrepared, topic: str, ident: str, bearer: str
+    ) -> tuple[int, bytes, str | None]:
+        base = self._base(target)
+        pool = self._pools.get(base)
+        if pool is None:
+            pool = self._pools[base] = Pool(base, connect_timeout=self.timeout)
+        if self._auth_block[0] != bearer:
+            self._auth_block = (bearer, literal(b"authorization", bearer.encode()))
+        headers = b"".join(
+            (
+                prepared.block,
+                literal(b"apns-topic", topic.encode()),
+                literal(b"apns-id", ident.encode()),
+                self._auth_block[1],
+            )
+        )
+        response = await pool.request(
+            b"/3/device/" + target.token.encode(), headers, prepared.payload, self.timeout
+        )
+        retry_after = response.header(b"retry-after")
+        return response.status, response.body, retry_after.decode() if retry_after else None
+
+    async def _post_httpx(
+        self, target: Target, prepared: ApnsPrepared, topic: str, ident: str, bearer: str
+    ) -> tuple[int, bytes, str | None]:
+        assert self._httpx is not None
+        headers = {**prepared.headers, "apns-topic": topic, "apns-id": ident, "authorization": bearer}
+        url = f"{self._base(target)}/3/device/{target.token}"
+        response = await self._httpx.post(url, content=prepared.payload, headers=headers)
+        return response.status_code, response.content, response.headers.get("retry-after")
+
+    def _classify(self, status: int, body: bytes, retry_after: str | None) -> Result:
         if status == 200:
             return Result(Outcome.delivered, status=200)
-        reason = _reason(response.content) or f"HTTP {status}"
+        reason = _reason(body) or f"HTTP {status}"
         if status == 410 or reason in DEAD_TOKEN_REASONS:
             return Result(Outcome.dead_token, reason, status)
         if status == 403:
             return Result(Outcome.credentials, reason, status)
         if status in RETRY_STATUSES or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock())
-            return Result(Outcome.retry_later, reason, status, retry_after)
+            return Result(Outcome.retry_later, reason, status, parse_retry_after(retry_after, self.clock()))
         return Result(Outcome.rejected, reason, status)  # 400 BadTopic, 413 PayloadTooLarge, 404, 405...
 
+    @property
+    def connections_opened(self) -> int:
+        return sum(pool.connections_opened for pool in self._pools.values())
+
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._httpx is not None:
+            await self._httpx.aclose()
+        for pool in self._pools.values():
+            await pool.aclose()
 
 
 def _reason(body: bytes) -> str:

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import h2.config
 import h2.connection
@@ -46,8 +46,7 @@ class _Connection(asyncio.Protocol):
         self.number = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self.number = self.sandbox.connections_opened = self.sandbox.connections_opened + 1
         self.sandbox.open.add(self)
         self.h2.local_settings = h2.settings.Settings(
