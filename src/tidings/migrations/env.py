@@ -8,14 +8,22 @@ builds its own async engine.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from alembic import context
 from sqlalchemy import Connection
 
-import tidings.registry.tables  # noqa: F401  (registers every table on the metadata)
 from tidings.db import create_engine, metadata
+from tidings.registry.tables import UtcDateTime  # importing it registers every table on the metadata
 
 config = context.config
+
+
+def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    # Migrations stay free of our Python types: a UtcDateTime column is a plain timestamptz in SQL.
+    if type_ == "type" and isinstance(obj, UtcDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
 
 
 def _configure(connection: Connection) -> None:
@@ -25,6 +33,7 @@ def _configure(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER most things in place
         compare_type=True,
         compare_server_default=True,
+        render_item=_render_item,
     )
 
 
