@@ -8,9 +8,10 @@ builds its own async engine.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
 
 from tidings.db import create_engine, metadata
@@ -19,7 +20,7 @@ from tidings.registry.tables import UtcDateTime  # importing it registers every 
 config = context.config
 
 
-def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     # Migrations stay free of our Python types: a UtcDateTime column is a plain timestamptz in SQL.
     if type_ == "type" and isinstance(obj, UtcDateTime):
         return "sa.DateTime(timezone=True)"
