@@ -49,6 +49,8 @@ def _push_section(quick: bool) -> list[str]:
     ).stdout
     if quick and "--quick" in helptext:
         cmd.append("--quick")
+    elif quick and "--seconds" in helptext:
+        cmd += ["--seconds", "1"]
     print("== push (bench/push)", flush=True)
     try:
         out = subprocess.run(cmd, cwd=launcher.ROOT, capture_output=True, text=True, timeout=300)
@@ -57,6 +59,14 @@ def _push_section(quick: bool) -> list[str]:
         body = "bench/push timed out after 300 s"
     print(body, flush=True)
     return ["## Push (bench/push)", "", body, ""]
+
+
+def _reset(runner: Runner) -> None:
+    """After a failed system, drop whatever clients are left so the next system starts clean."""
+    try:
+        runner.pool.close()
+    except Exception as exc:
+        print(f"warning: could not reset the generators: {exc!r}", flush=True)
 
 
 def main() -> int:
@@ -83,14 +93,14 @@ def main() -> int:
                 traceback.print_exc()
                 results[system] = SystemResult(system, error=str(exc)[:300])
                 notes.append(f"{system}: {(str(exc) or repr(exc)).splitlines()[0][:200]}")
-                runner.pool.close()
+                _reset(runner)
         if "tidings" in systems and not args.no_scaleout and not results["tidings"].error:
             try:
                 runner.scaleout(results["tidings"], REDIS_URL, f"bench{os.getpid()}")
             except Exception as exc:
                 traceback.print_exc()
                 notes.append(f"scale-out: {(str(exc) or repr(exc)).splitlines()[0][:200]}")
-                runner.pool.close()
+                _reset(runner)
     finally:
         runner.close()
     extra = [] if args.no_push else _push_section(args.quick)

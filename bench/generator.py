@@ -27,6 +27,8 @@ from typing import Any
 
 from bench.protocol import T_RE, mint_token, stream_request
 
+CONNECT_TIMEOUT = 30.0  # per stream, from SYN to ``:ok``
+
 
 def raise_nofile() -> None:
     """Lift the soft fd limit to the hard limit: each client (and each server connection) is one fd."""
@@ -54,8 +56,7 @@ class SseClient(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.worker.on_lost(self)
-        if self.ready is not None and not self.ready.done():
-            self.ready.set_result(False)
+        self._resolve(False)
 
     def data_received(self, data: bytes) -> None:
         if self.ready is not None:
@@ -78,11 +79,10 @@ class SseClient(asyncio.Protocol):
         if b"\r\n\r\n" not in buf:
             self.buf = buf
             return b""
-        assert self.ready is not None and self.transport is not None
+        assert self.transport is not None
         if not buf.startswith(b"HTTP/1.1 200"):
             self.worker.errors.append(buf[:120].decode("latin-1"))
-            self.ready.set_result(False)
-            self.ready = None
+            self._resolve(False)
             self.transport.close()
             return b""
         i = buf.find(b"ok\n\n")
@@ -90,9 +90,14 @@ class SseClient(asyncio.Protocol):
             self.buf = buf
             return b""
         self.buf = b""
-        self.ready.set_result(True)
-        self.ready = None
+        self._resolve(True)
         return buf[i + 4 :]
+
+    def _resolve(self, ok: bool) -> None:
+        """Settle the connect future once; it may already be cancelled by the connect timeout."""
+        if self.ready is not None and not self.ready.done():
+            self.ready.set_result(ok)
+        self.ready = None
 
 
 @dataclass
@@ -130,15 +135,18 @@ class Worker:
             nonlocal ok
             async with sem:
                 ready: asyncio.Future[bool] = self.loop.create_future()
+                proto: SseClient | None = None
                 try:
                     _, proto = await self.loop.create_connection(
                         lambda: SseClient(self, req, ready), host, port
                     )
-                    if await asyncio.wait_for(ready, 30):
+                    if await asyncio.wait_for(ready, CONNECT_TIMEOUT):
                         self.clients.add(proto)
                         ok += 1
                 except (OSError, TimeoutError) as exc:
                     self.errors.append(repr(exc))
+                    if proto is not None and proto.transport is not None:
+                        proto.transport.abort()  # not counted, so not kept
 
         t0 = time.time()
         await asyncio.gather(*(one(r) for r in requests))
@@ -173,7 +181,7 @@ async def _serve(conn: Connection) -> None:
     """Execute coordinator commands; replies carry the CPU this process used, for the generator-CPU column."""
     loop = asyncio.get_running_loop()
     worker = Worker(loop)
-    inbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+    inbox: asyncio.Queue[tuple[int, str, dict[str, Any]]] = asyncio.Queue()
 
     def read_commands() -> None:
         # A blocking reader thread, not loop.add_reader: uvloop would make the pipe non-blocking, and large
@@ -181,12 +189,12 @@ async def _serve(conn: Connection) -> None:
         while True:
             msg = conn.recv()
             loop.call_soon_threadsafe(inbox.put_nowait, msg)
-            if msg[0] == "exit":
+            if msg[1] == "exit":
                 return
 
     threading.Thread(target=read_commands, daemon=True).start()
     while True:
-        cmd, args = await inbox.get()
+        seq, cmd, args = await inbox.get()
         reply: Any = None
         try:
             reply = await _execute(worker, cmd, args)
@@ -195,7 +203,7 @@ async def _serve(conn: Connection) -> None:
         if cmd == "exit":
             conn.send(None)
             return
-        conn.send((reply, time.process_time()))
+        conn.send((seq, reply, time.process_time()))
 
 
 async def _execute(worker: Worker, cmd: str, args: dict[str, Any]) -> Any:
@@ -255,17 +263,25 @@ class GeneratorPool:
             self.pipes.append(parent)
             self.procs.append(p)
         self.cpu_now = [0.0] * procs
+        self.seq = 0
 
     def _all(
         self, cmd: str, args_list: list[dict[str, Any]] | None = None, timeout: float = 120
     ) -> list[Any]:
+        self.seq += 1
         for i, pipe in enumerate(self.pipes):
-            pipe.send((cmd, args_list[i] if args_list else {}))
+            pipe.send((self.seq, cmd, args_list[i] if args_list else {}))
         out = []
+        deadline = time.monotonic() + timeout
         for i, pipe in enumerate(self.pipes):
-            if not pipe.poll(timeout):
-                raise TimeoutError(f"generator worker {i} did not answer {cmd!r} in {timeout}s")
-            reply, cpu = pipe.recv()
+            while (
+                True
+            ):  # replies to commands that timed out earlier arrive late: skip them by sequence number
+                if not pipe.poll(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError(f"generator worker {i} did not answer {cmd!r} in {timeout}s")
+                seq, reply, cpu = pipe.recv()
+                if seq == self.seq:
+                    break
             if isinstance(reply, dict) and "error" in reply:
                 raise RuntimeError(f"generator worker {i}: {reply['error']}")
             self.cpu_now[i] = cpu
@@ -322,7 +338,7 @@ class GeneratorPool:
     def shutdown(self) -> None:
         for pipe in self.pipes:
             with contextlib.suppress(OSError):
-                pipe.send(("exit", {}))
+                pipe.send((0, "exit", {}))
         for p in self.procs:
             p.join(5)
             if p.is_alive():

@@ -167,7 +167,7 @@ def summary_table(results: dict[str, SystemResult], small: int, large: int) -> s
     n_ratio = len(names) - 1 if "tidings" in names else 0
     so = results["tidings"].extra.get("scaleout") if "tidings" in results else None
     if so:
-        cells = [f"+{so['added_p50_remote']:.2f} (p50 {so['b_p50']:.2f} vs {so['ref_p50']:.2f})"]
+        cells = [f"{so['added_p50_remote']:+.2f} (p50 {so['b_p50']:.2f} vs {so['ref_p50']:.2f})"]
         cells += ["n/a"] * (len(names) - 1) + [""] * n_ratio
         lines.append("| scale-out via Redis: added p50 ms, other process (↓) | " + " | ".join(cells) + " |")
     gen = [max((s.gen_cpu_pct for s in results[n].steps), default=float("nan")) for n in names]
@@ -223,7 +223,7 @@ def targets(results: dict[str, SystemResult], small: int, large: int) -> str:
     if so:
         add(
             "scale-out hop through Redis adds ≤ 5 ms to p50",
-            f"+{so['added_p50_remote']:.2f} ms",
+            f"{so['added_p50_remote']:+.2f} ms",
             so["added_p50_remote"] <= 5,
         )
     return "\n".join(rows)
