@@ -183,3 +183,25 @@ async def test_redis_group_forgets_long_idle_empty_consumers(redis_prefix: str) 
         await queue.close()
         await drop_prefix(client, redis_prefix)
         await client.aclose()
+
+
+async def test_redis_entry_no_worker_can_read_is_dead_lettered_not_retried_forever(redis_prefix: str) -> None:
+    from tidings.delivery.queue_redis import RedisQueue
+
+    from .conftest import REDIS_URL, drop_prefix, redis_or_skip
+
+    client = await redis_or_skip()
+    queue = RedisQueue(REDIS_URL, prefix=redis_prefix)
+    try:
+        await queue.enqueue(job("good"))
+        await client.xadd(queue.stream, {"job": b"{not json"})
+        leases = await queue.reserve("c1", count=5, block_seconds=0.1)
+        assert [lease.job.event_id for lease in leases] == ["good"]
+        stats = await queue.stats()
+        assert (stats.in_flight, stats.dead) == (1, 1)
+        [dead] = await queue.dead_letters()
+        assert dead.reason.startswith("undecodable job") and dead.job.data == {"raw": "{not json"}
+    finally:
+        await queue.close()
+        await drop_prefix(client, redis_prefix)
+        await client.aclose()

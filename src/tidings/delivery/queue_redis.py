@@ -51,6 +51,14 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _readable(raw: bytes) -> PushJob:
+    """A dead letter's job for display, even when it was dead-lettered for being unreadable."""
+    try:
+        return PushJob.from_bytes(raw)
+    except (ValueError, KeyError, TypeError):
+        return PushJob("?", "?", {}, {}, {"raw": raw[:200].decode(errors="replace")})
+
+
 class RedisQueue(Queue):
     """Redis Streams + consumer group; safe to share between any number of worker processes."""
 
@@ -148,7 +156,9 @@ class RedisQueue(Queue):
                 )
                 for _, entries in reply or []:
                     for entry_id, fields in entries:
-                        leases.append(Lease(_s(entry_id), PushJob.from_bytes(fields[b"job"]), consumer, 1))
+                        job = await self._decode(_s(entry_id), fields)
+                        if job is not None:
+                            leases.append(Lease(_s(entry_id), job, consumer, 1))
             if leases or loop.time() >= deadline:
                 return leases
 
@@ -169,8 +179,26 @@ class RedisQueue(Queue):
         leases = []
         for (entry_id, fields), pending in zip(claimed, counts, strict=True):
             deliveries = int(pending[0]["times_delivered"]) if pending else 2
-            leases.append(Lease(entry_id, PushJob.from_bytes(fields[b"job"]), consumer, deliveries))
+            job = await self._decode(entry_id, fields)
+            if job is not None:
+                leases.append(Lease(entry_id, job, consumer, deliveries))
         return leases
+
+    async def _decode(self, entry_id: str, fields: dict[bytes, bytes]) -> PushJob | None:
+        """The entry's job; an entry no worker can read is dead-lettered here, or it would be reclaimed and
+        fail again after every visibility timeout, forever."""
+        raw = fields.get(b"job", b"")
+        try:
+            return PushJob.from_bytes(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.xack(self.stream, GROUP, entry_id)
+            pipe.xdel(self.stream, entry_id)
+            reason = f"undecodable job: {type(exc).__name__}: {exc}"[:500]
+            fields_out: dict[Any, Any] = {"job": raw, "reason": reason, "at": repr(self._clock())}
+            pipe.xadd(self.dead_key, fields_out, maxlen=self._options.dead_letter_max, approximate=True)
+            await pipe.execute()
+            return None
 
     async def _finish(self, lease: Lease, then: Any = None) -> None:
         pipe = self._redis.pipeline(transaction=True)
@@ -226,8 +254,7 @@ class RedisQueue(Queue):
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         entries: Any = await self._redis.xrevrange(self.dead_key, count=limit)
         return [
-            DeadLetter(_s(i), PushJob.from_bytes(f[b"job"]), _s(f[b"reason"]), float(f[b"at"]))
-            for i, f in entries
+            DeadLetter(_s(i), _readable(f[b"job"]), _s(f[b"reason"]), float(f[b"at"])) for i, f in entries
         ]
 
     async def close(self) -> None:
