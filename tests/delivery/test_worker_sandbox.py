@@ -148,10 +148,9 @@ async def test_a_hanging_provider_times_out_without_stalling_the_others(
     rows = {r.device_id: r for r in await rig.log.query(event_id="ev-1")}
     assert rows[stuck.id].outcome == "retry_later" and "timeout" in rows[stuck.id].reason
     assert all(rows[d.id].outcome == "delivered" for d in others)
-    # Bounded by the hung send's timeout, not by the hang. (Not "instant": httpx/httpcore's HTTP/2 connection
-    # lets the stream blocked in a read hold the connection's read lock, so a response that already arrived
-    # for another stream can wait for that read to time out — reported to the push provider's owner.)
-    assert max(rows[d.id].latency_ms or 0 for d in others) < 1500
+    # Not held up by the hung stream on the same HTTP/2 connection (httpx/httpcore did hold them until its
+    # read timed out: the stream blocked in a read kept the connection's read lock).
+    assert max(rows[d.id].latency_ms or 0 for d in others) < 300
 
 
 async def test_a_missing_provider_is_skipped_cleanly(
