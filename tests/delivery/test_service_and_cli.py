@@ -157,3 +157,32 @@ async def test_deliveries_cli_shows_an_events_log(rig: ApnsRig, tmp_path: Path) 
     result = await asyncio.to_thread(runner.invoke, deliveries_cli.app, ["--event", "nope"], env=env)
     assert "no deliveries recorded for event nope" in result.output
     assert (await asyncio.to_thread(runner.invoke, deliveries_cli.app, [], env=env)).exit_code == 2
+
+
+async def test_deliveries_cli_lists_dead_letters_on_redis(tmp_path: Path, redis_prefix: str) -> None:
+    from tidings.delivery.queue_redis import RedisQueue
+
+    from .conftest import drop_prefix
+
+    client = await redis_or_skip()
+    queue = RedisQueue(REDIS_URL, prefix=redis_prefix)
+    try:
+        await queue.enqueue(order_job(["u1"], event_id="ev-dead"))
+        [lease] = await queue.reserve("c1", block_seconds=0.5)
+        await queue.dead_letter(lease, lease.job, "gave up after 5 attempt(s): apns: ServiceUnavailable")
+        env = {
+            "TIDINGS_DATA_DIR": str(tmp_path),
+            "TIDINGS_BUS_URL": REDIS_URL,
+            "TIDINGS_REDIS_PREFIX": redis_prefix,
+        }
+        runner = CliRunner()
+        result = await asyncio.to_thread(runner.invoke, deliveries_cli.app, ["--dead"], env=env)
+        assert result.exit_code == 0, result.output
+        [line] = result.output.splitlines()
+        assert "ev-dead" in line and "all device(s)" in line and line.endswith("apns: ServiceUnavailable")
+        result = await asyncio.to_thread(runner.invoke, deliveries_cli.app, ["--dead", "--json"], env=env)
+        assert json.loads(result.output)["reason"].startswith("gave up after 5")
+    finally:
+        await queue.close()
+        await drop_prefix(client, redis_prefix)
+        await client.aclose()

@@ -1,4 +1,7 @@
-"""`tidings deliveries --event ID [--user U]`: what happened to each device for an event or a user."""
+"""`tidings deliveries --event ID [--user U]`: what happened to each device for an event or a user.
+
+`tidings deliveries --dead` lists the push queue's dead letters instead: jobs given up on, with the reason.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from datetime import UTC, datetime
 
 import typer
 
-from tidings.config import ConfigError, load_settings
+from tidings.config import ConfigError, Settings, load_settings
 from tidings.delivery.log import DeliveryRecord
 
 app = typer.Typer(help="Show the push delivery log.")
@@ -20,16 +23,21 @@ def deliveries(
     user: str | None = typer.Option(None, "--user", help="User id."),
     limit: int = typer.Option(100, "--limit", min=1, max=1000),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    dead: bool = typer.Option(False, "--dead", help="The queue's dead letters (jobs given up on)."),
 ) -> None:
     """Newest first: time, attempt, provider, device, user, outcome, status, reason, latency."""
-    if event is None and user is None:
-        typer.echo("tidings deliveries: give --event ID and/or --user USER", err=True)
+    if event is None and user is None and not dead:
+        typer.echo("tidings deliveries: give --event ID and/or --user USER (or --dead)", err=True)
         raise typer.Exit(2)
     try:
         settings = load_settings()
     except ConfigError as exc:
         typer.echo(f"tidings deliveries: {exc}", err=True)
         raise typer.Exit(2) from exc
+    if dead:
+        for line in asyncio.run(_dead_letters(settings, limit, as_json)):
+            typer.echo(line)
+        return
     rows = asyncio.run(_query(settings.effective_database_url, event, user, limit))
     if as_json:
         for row in rows:
@@ -55,6 +63,40 @@ async def _query(url: str, event: str | None, user: str | None, limit: int) -> l
         return await DeliveryLog(engine).query(event_id=event, user_id=user, limit=limit)
     finally:
         await engine.dispose()
+
+
+async def _dead_letters(settings: Settings, limit: int, as_json: bool) -> list[str]:
+    from tidings.delivery.queue import create_queue
+
+    if not settings.uses_redis:
+        return [
+            "the memory:// queue lives inside `tidings serve`; its dead letters are not visible from here"
+        ]
+    queue = create_queue(settings)
+    try:
+        letters = await queue.dead_letters(limit)
+    finally:
+        await queue.close()
+    if as_json:
+        return [
+            json.dumps(
+                {
+                    "event_id": d.job.event_id,
+                    "attempt": d.job.attempt,
+                    "devices": d.job.device_ids,
+                    "reason": d.reason,
+                    "at": datetime.fromtimestamp(d.at, UTC).isoformat(),
+                }
+            )
+            for d in letters
+        ]
+    if not letters:
+        return ["no dead letters"]
+    return [
+        f"{datetime.fromtimestamp(d.at, UTC):%Y-%m-%d %H:%M:%S}  {d.job.event_id}  try {d.job.attempt}  "
+        f"{len(d.job.device_ids) if d.job.device_ids is not None else 'all'} device(s)  {d.reason}"
+        for d in letters
+    ]
 
 
 def format_rows(rows: list[DeliveryRecord]) -> list[str]:
