@@ -301,3 +301,13 @@ async def test_stop_is_immediate_on_an_idle_memory_queue(clock: StepClock) -> No
         await rig.worker.close()
         await running
     assert loop.time() - started < 0.5  # not the 30 s poll
+
+
+async def test_mark_used_is_chunked_under_driver_parameter_limits(clock: StepClock) -> None:
+    many = [FakeDevice(f"d{i}", "u9", "apns", f"t{i}") for i in range(12_000)]
+    rig = Rig(clock, concurrency=64)
+    rig.store = FakeStore(many)
+    rig.worker.dispatcher.devices = rig.store
+    await rig.run(push_job(("u9",)))
+    assert [len(ids) for ids in rig.store.used] == [5000, 5000, 2000]
+    assert len(rig.log.batches) == 1 and len(rig.log.rows) == 12_000

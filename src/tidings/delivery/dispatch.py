@@ -22,6 +22,8 @@ from tidings.push.spec import PushSpec
 
 logger = logging.getLogger("tidings.delivery")
 
+MARK_USED_CHUNK = 5000
+
 
 class DeviceLike(Protocol):
     """The fields of a registry Device the worker reads."""
@@ -189,11 +191,14 @@ class Dispatcher:
                 first.reason,
                 len(group),
             )
-        if delivered:
+        # Chunked: one statement per 5,000 ids keeps under the drivers' bound-parameter limits (asyncpg and
+        # SQLite allow 32,767) for broadcast-sized jobs; a typical job is still a single call.
+        for start in range(0, len(delivered), MARK_USED_CHUNK):
+            chunk = delivered[start : start + MARK_USED_CHUNK]
             try:
-                await self.devices.mark_used(delivered)
+                await self.devices.mark_used(chunk)
             except Exception:  # bookkeeping only: the pushes went out, do not retry them for this
-                logger.exception("marking %d devices used failed", len(delivered))
+                logger.exception("marking %d devices used failed", len(chunk))
         for a in dead:
             try:
                 await self.devices.disable(a.device.provider, a.device.token, a.result.reason or "dead_token")
