@@ -87,13 +87,13 @@ async def measure(args: argparse.Namespace, info: dict, server: psutil.Process, 
     )
     results.append(
         await phases.run_phase(
-            "tidings Web Push", phases.tidings_webpush(webpush, info["subscriptions"]), **run
+            "tidings Web Push (HTTP/2)", phases.tidings_webpush(webpush, info["subscriptions"]), **run
         )
     )
     await webpush.aclose()
 
-    send, session = phases.pywebpush_sender(vapid, info["subscriptions"])
-    results.append(await phases.run_phase("pywebpush 2.5 (webpush_async)", send, **run))
+    send, session = phases.pywebpush_sender(vapid, info["subscriptions_http1"])
+    results.append(await phases.run_phase("pywebpush 2.5 (aiohttp, HTTP/1.1)", send, **run))
     await session.close()
     return results
 
@@ -114,8 +114,8 @@ def report(results: list[Phase], args: argparse.Namespace) -> str:
         )
     t_apns, aio = by["tidings APNs (HTTP/2)"], by["aioapns 4.0 (HTTP/2)"]
     t_web, pyw, enc = (
-        by["tidings Web Push"],
-        by["pywebpush 2.5 (webpush_async)"],
+        by["tidings Web Push (HTTP/2)"],
+        by["pywebpush 2.5 (aiohttp, HTTP/1.1)"],
         by["RFC 8291 encryption alone"],
     )
     lines += [

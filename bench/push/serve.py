@@ -28,18 +28,16 @@ async def main(pem_path: str, subscriptions: int) -> None:
         ApnsSandbox(key_id=KEY_ID, team_id=TEAM_ID, public_key=public_key) as apns,
         WebPushSandbox() as webpush,
     ):
+        # The same push service on both protocols: tidings uses HTTP/2, pywebpush (aiohttp) HTTP/1.1.
         subs = [webpush.subscribe() for _ in range(subscriptions)]
-        print(
-            json.dumps(
-                {
-                    "apns": apns.url,
-                    "apns_control": apns.control_url,
-                    "webpush": webpush.url,
-                    "subscriptions": subs,
-                }
-            ),
-            flush=True,
-        )
+        subs_http1 = [webpush.subscribe(http1=True) for _ in range(subscriptions)]
+        info = {
+            "apns": apns.url,
+            "webpush": webpush.url,
+            "subscriptions": subs,
+            "subscriptions_http1": subs_http1,
+        }
+        print(json.dumps(info), flush=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
 

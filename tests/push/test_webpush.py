@@ -15,7 +15,7 @@ from tidings.push.webpush import WebPushProvider
 from tidings.sandbox.webpush import WebPushSandbox
 
 
-async def subscribe(sandbox: WebPushSandbox, **options: str) -> Target:
+async def subscribe(sandbox: WebPushSandbox, **options: str | bool) -> Target:
     async with httpx.AsyncClient() as client:
         response = await client.post(f"{sandbox.control_url}/_sandbox/subscriptions", json=options)
     response.raise_for_status()
@@ -23,10 +23,11 @@ async def subscribe(sandbox: WebPushSandbox, **options: str) -> Target:
     return Target(device_id="dev-1", provider="webpush", token=sub["endpoint"], **sub["keys"])
 
 
+@pytest.mark.parametrize("http1", [False, True], ids=["h2c", "http1-fallback"])
 async def test_sandbox_decrypts_what_the_provider_sends(
-    webpush: WebPushProvider, webpush_sandbox: WebPushSandbox, vapid_key: VapidKey
+    webpush: WebPushProvider, webpush_sandbox: WebPushSandbox, http1: bool
 ) -> None:
-    target = await subscribe(webpush_sandbox)
+    target = await subscribe(webpush_sandbox, http1=http1)
     result = await webpush.send(target, webpush.prepare(note("silent", {"order_id": 42})))
     assert (result.outcome, result.status) == (Outcome.delivered, 201)
     (record,) = webpush_sandbox.state.records
@@ -38,9 +39,12 @@ async def test_sandbox_decrypts_what_the_provider_sends(
     headers = record["headers"]
     assert headers["ttl"] == "86400" and headers["urgency"] == "normal"
     assert headers["content-encoding"] == "aes128gcm" and "topic" not in headers
-    assert (
-        record["vapid"]["aud"] == webpush_sandbox.url and record["vapid"]["sub"] == "mailto:ops@example.com"
-    )
+    origin = webpush_sandbox.control_url if http1 else webpush_sandbox.url
+    assert record["vapid"]["aud"] == origin and record["vapid"]["sub"] == "mailto:ops@example.com"
+    assert record["token"] == target.token
+    # An origin without HTTP/2 is remembered and served over HTTP/1.1 from then on.
+    assert (origin in webpush._http1_origins) is http1
+    assert (await webpush.send(target, webpush.prepare(note()))).outcome is Outcome.delivered
 
 
 async def test_alert_carries_notification_and_headers(
@@ -84,10 +88,11 @@ async def test_vapid_jwt_is_signed_once_per_origin_and_renewed(
         (400, Outcome.rejected),
     ],
 )
+@pytest.mark.parametrize("http1", [False, True], ids=["h2c", "http1"])
 async def test_every_push_service_status_maps_to_its_outcome(
-    webpush: WebPushProvider, webpush_sandbox: WebPushSandbox, status: int, outcome: Outcome
+    webpush: WebPushProvider, webpush_sandbox: WebPushSandbox, status: int, outcome: Outcome, http1: bool
 ) -> None:
-    target = await subscribe(webpush_sandbox)
+    target = await subscribe(webpush_sandbox, http1=http1)
     async with httpx.AsyncClient() as client:
         rule = {"token": target.token, "status": status, "retry_after": 9}
         (await client.post(f"{webpush_sandbox.control_url}/_sandbox/rules", json=rule)).raise_for_status()

@@ -20,30 +20,40 @@ import asyncio
 import ssl
 import struct
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
 
 import hpack
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
-    0x0,
-    0x1,
-    0x3,
-    0x4,
-    0x5,
-    0x6,
-    0x7,
-    0x8,
-    0x9,
+from .h2frames import (
+    ACK,
+    CANCEL,
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    FRAME,
+    GOAWAY,
+    HEADERS,
+    MAX_STREAM_ID,
+    OUR_WINDOW,
+    PADDED,
+    PING,
+    PREFACE,
+    PRIORITY_FLAG,
+    PUSH_PROMISE,
+    REFUSED_STREAM,
+    RST_STREAM,
+    SETTINGS,
+    WINDOW_UPDATE,
+    encode_headers,
+    frame,
+    literal,
+    string,
 )
-END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
-REFUSED_STREAM, CANCEL = 0x7, 0x8
-OUR_WINDOW = 1 << 24  # we only receive small responses: one generous window, replenished at half
-MAX_STREAM_ID = (1 << 31) - 1
-_FRAME = struct.Struct("!BHBBL")  # 24-bit length as (high byte, low 16 bits), type, flags, stream id
+
+__all__ = ["Connection", "H2Error", "H2Unsupported", "Pool", "Response", "encode_headers", "literal"]
 
 
 class H2Error(Exception):
@@ -52,6 +62,13 @@ class H2Error(Exception):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class H2Unsupported(H2Error):
+    """The server does not speak HTTP/2 on this origin (ALPN said no, or it answered in HTTP/1.x)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
 
 
 @dataclass(slots=True)
@@ -65,36 +82,6 @@ class Response:
             if key == name:
                 return value
         return None
-
-
-def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
-    size = len(payload)
-    return _FRAME.pack(size >> 16, size & 0xFFFF, kind, flags, stream_id) + payload
-
-
-def _integer(value: int, prefix_bits: int, first: int) -> bytes:
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes((first | value,))
-    out, value = bytearray((first | limit,)), value - limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _string(value: bytes) -> bytes:
-    return _integer(len(value), 7, 0) + value
-
-
-def literal(name: bytes, value: bytes) -> bytes:
-    """HPACK literal header field without indexing, new name (RFC 7541 §6.2.2)."""
-    return b"\x00" + _string(name) + _string(value)
-
-
-def encode_headers(pairs: Iterable[tuple[str, str]]) -> bytes:
-    return b"".join(literal(name.lower().encode(), value.encode()) for name, value in pairs)
 
 
 class _Stream:
@@ -114,7 +101,7 @@ class Connection(asyncio.Protocol):
     def __init__(self, authority: str, scheme: str) -> None:
         self.loop = asyncio.get_running_loop()
         self.request_prefix = (
-            b"\x83" + (b"\x87" if scheme == "https" else b"\x86") + b"\x01" + _string(authority.encode())
+            b"\x83" + (b"\x87" if scheme == "https" else b"\x86") + b"\x01" + string(authority.encode())
         )  # :method POST, :scheme, :authority (static-table names)
         self.transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = self.loop.create_future()
@@ -163,7 +150,7 @@ class Connection(asyncio.Protocol):
             self.closed = True
         stream = _Stream(self.loop.create_future(), self.initial_window)
         self.streams[stream_id] = stream
-        block = self.request_prefix + b"\x04" + _string(path) + headers
+        block = self.request_prefix + b"\x04" + string(path) + headers
         self.write(frame(HEADERS, END_HEADERS | (0 if body else END_STREAM), stream_id, block))
         if body:
             self._send_data(stream_id, stream, body)
@@ -239,9 +226,20 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
         buffer += data
+        if (
+            not self.ready.done()
+            and len(buffer) >= 9
+            and (buffer.startswith(b"HTTP/") or buffer[3] != SETTINGS)
+        ):
+            # The server's first frame must be SETTINGS; "HTTP/1.1 400" means it does not do h2c.
+            self.ready.set_exception(H2Unsupported(f"not an HTTP/2 server: {bytes(buffer[:40])!r}"))
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+            return
         offset = 0
         while len(buffer) - offset >= 9:
-            high, low, kind, flags, stream_id = _FRAME.unpack_from(buffer, offset)
+            high, low, kind, flags, stream_id = FRAME.unpack_from(buffer, offset)
             size = (high << 16) | low
             if len(buffer) - offset < 9 + size:
                 break
@@ -389,7 +387,7 @@ class Pool:
                 if transport is None or ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
                     if transport is not None:
                         transport.close()
-                    raise H2Error("the server did not agree to HTTP/2 (ALPN)", retryable=True)
+                    raise H2Unsupported("the server did not agree to HTTP/2 (ALPN)")
             await connection.ready
         self.connections_opened += 1
         return connection

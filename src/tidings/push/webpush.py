@@ -2,7 +2,8 @@
 
 `TTL` is always sent (a day unless the spec says otherwise: pywebpush's default of 0 silently drops pushes
 for any browser that is not online at that moment). Endpoints come from browsers, so each is checked against
-the allowed hosts before we POST anything to it.
+the allowed hosts before we POST anything to it. Push services speak HTTP/2 (FCM, Mozilla, Apple): we send
+over our own HTTP/2 client and fall back to HTTP/1.1 (httpx) for an origin that does not.
 """
 
 from __future__ import annotations
@@ -17,13 +18,18 @@ import httpx
 from . import ece, payloads
 from ._http import DEFAULT_TIMEOUT, make_client, network_failure, parse_retry_after
 from .base import NOT_CONFIGURED, Notification, Outcome, Provider, Result, Target
-from .vapid import VapidKey, VapidSigner
+from .h2client import H2Error, H2Unsupported, Pool, encode_headers, literal
+from .vapid import VapidKey, VapidSigner, origin_of
 
 
 @dataclass(frozen=True, slots=True)
 class WebPushPrepared:
     plaintext: bytes
     headers: dict[str, str]
+    block: bytes  # the same headers HPACK-encoded once, for the HTTP/2 client
+
+
+MAX_POOLS = 64  # push-service origins with an open HTTP/2 connection (real deployments see a handful)
 
 
 def host_allowed(host: str, patterns: Iterable[str]) -> bool:
@@ -65,7 +71,13 @@ class WebPushProvider(Provider):
             except ValueError as exc:
                 missing.append(f"TIDINGS_VAPID_SUBJECT: {exc}")
         self.missing = ", ".join(missing)
+        self.timeout = timeout
+        # HTTP/2 on our own client first (h2client.py says why); HTTP/1.1 through httpx for origins without h2,
+        # and for every origin when an httpx client or transport is injected.
         self._client = client or make_client(http2_only=False, timeout=timeout, transport=transport)
+        self._pools: dict[str, Pool] = {}
+        self._http1_origins: set[str] = set()
+        self._h2_enabled = client is None and transport is None
 
     @property
     def configured(self) -> bool:
@@ -81,7 +93,12 @@ class WebPushProvider(Provider):
         topic = payloads.webpush_topic(note)
         if topic:
             headers["topic"] = topic
-        return WebPushPrepared(payloads.webpush_plaintext(note), headers)
+        plaintext = payloads.webpush_plaintext(note)
+        # Every recipient's body has the same length: header (86) + plaintext + delimiter (1) + tag (16).
+        length = str(ece.HEADER_SIZE + len(plaintext) + 1 + ece.TAG_SIZE)
+        return WebPushPrepared(
+            plaintext, headers, encode_headers([*headers.items(), ("content-length", length)])
+        )
 
     def endpoint_problem(self, endpoint: str) -> str:
         """Why we will not POST to this endpoint, or "" when it is fine."""
@@ -110,22 +127,59 @@ class WebPushProvider(Provider):
         except (ValueError, binascii.Error) as exc:
             # Keys that are not a P-256 point and a 16-byte secret will never work: retire the subscription.
             return Result(Outcome.dead_token, f"bad_subscription_keys: {exc}"[:300])
-        headers = {**prepared.headers, "authorization": self.signer.authorization(target.token)}
+        authorization = self.signer.authorization(target.token)
+        origin = origin_of(target.token)
+        if self._h2_enabled and origin not in self._http1_origins:
+            result = await self._post_h2(origin, target.token, prepared, authorization, body)
+            if result is not None:
+                return result
+        headers = {**prepared.headers, "authorization": authorization}
         try:
             response = await self._client.post(target.token, content=body, headers=headers)
         except httpx.HTTPError as exc:
             return network_failure(exc)
-        return self._classify(response)
+        return self._classify(response.status_code, response.text, response.headers.get("retry-after"))
 
-    def _classify(self, response: httpx.Response) -> Result:
-        status = response.status_code
+    async def _post_h2(
+        self, origin: str, endpoint: str, prepared: WebPushPrepared, authorization: str, body: bytes
+    ) -> Result | None:
+        """Send over HTTP/2; None when the origin turns out not to speak it (then HTTP/1.1 is used)."""
+        pool = self._pools.get(origin)
+        if pool is None:
+            if len(self._pools) >= MAX_POOLS:
+                await self._pools.pop(next(iter(self._pools))).aclose()
+            pool = self._pools[origin] = Pool(origin, connect_timeout=self.timeout)
+        parts = urlsplit(endpoint)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = prepared.block + literal(b"authorization", authorization.encode())
+        for attempt in (1, 2):
+            try:
+                response = await pool.request(path.encode(), headers, body, self.timeout)
+            except H2Unsupported:
+                self._http1_origins.add(origin)
+                self._pools.pop(origin, None)
+                return None
+            except H2Error as exc:
+                if attempt == 2 or not exc.retryable:
+                    return Result(Outcome.retry_later, f"network: {exc}"[:300])
+            except TimeoutError:
+                return Result(Outcome.retry_later, "timeout: no response from the push service")
+            except OSError as exc:
+                return Result(Outcome.retry_later, f"network: {type(exc).__name__}: {exc}"[:300])
+            else:
+                retry_after = response.header(b"retry-after")
+                text = response.body[:200].decode(errors="replace")
+                return self._classify(response.status, text, retry_after.decode() if retry_after else None)
+        raise AssertionError("unreachable")
+
+    def _classify(self, status: int, text: str, retry_after_header: str | None) -> Result:
         if 200 <= status < 300:
             return Result(Outcome.delivered, status=status)
-        reason = f"HTTP {status}: {response.text[:200]}".strip().rstrip(":")
+        reason = f"HTTP {status}: {text[:200]}".strip().rstrip(":")
         if status in (404, 410):
             return Result(Outcome.dead_token, reason, status)
         if status == 429 or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock())
+            retry_after = parse_retry_after(retry_after_header, self.clock())
             return Result(Outcome.retry_later, reason, status, retry_after)
         if status in (401, 403):
             return Result(Outcome.credentials, reason, status)  # VAPID refused: our key or subject
@@ -133,3 +187,5 @@ class WebPushProvider(Provider):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        for pool in self._pools.values():
+            await pool.aclose()
