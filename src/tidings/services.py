@@ -16,6 +16,7 @@ from . import db
 from .config import Settings
 from .delivery.log import DeliveryLog
 from .delivery.queue import PushJob, Queue, create_queue
+from .delivery.service import RunningWorker, start_in_process_worker
 from .registry.retire import run_pruner
 from .registry.store import DeviceStore
 
@@ -47,6 +48,7 @@ class Services:
         self.queue = queue
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.worker: RunningWorker | None = None
 
     @classmethod
     async def start(cls, settings: Settings, *, clock: Callable[[], float]) -> Services:
@@ -61,9 +63,14 @@ class Services:
         services = cls(settings, engine, devices, deliveries, create_queue(settings, clock=clock))
         if settings.effective_worker_in_process:
             services._tasks.append(asyncio.create_task(run_pruner(devices, PRUNE_INTERVAL, services._stop)))
+            services.worker = await start_in_process_worker(
+                settings, queue=services.queue, devices=devices, log=deliveries, clock=clock
+            )
         return services
 
     async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
         self._stop.set()
         for task in self._tasks:
             task.cancel()
@@ -87,7 +94,10 @@ class Services:
             )
 
     async def readiness(self) -> dict[str, bool]:
-        return {"database": await self._database_ok()}
+        checks = {"database": await self._database_ok()}
+        if self.worker is not None:
+            checks["worker"] = not self.worker.task.done()
+        return checks
 
     async def _database_ok(self) -> bool:
         try:

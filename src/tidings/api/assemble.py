@@ -17,7 +17,7 @@ from .routing import api_error_handler, http_exception_handler, request_validati
 if TYPE_CHECKING:
     from ..hub import Hub
 
-FEATURE_ROUTERS = ("publish", "sessions", "health")
+FEATURE_ROUTERS = ("publish", "sessions", "health", "devices", "deliveries", "webpush")
 
 
 def build_router(hub: Hub) -> APIRouter:

@@ -171,12 +171,7 @@ def _add_groups() -> None:
     from importlib import import_module
 
     for name in ("db", "devices", "worker", "deliveries", "doctor", "vapid", "sandbox"):
-        try:
-            group = import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-            continue
+        group = import_module(f"{__name__}.{name}")
         app.add_typer(group.app, name=name)
 
 
