@@ -255,6 +255,7 @@ def plot(results: dict[str, SystemResult], path: Path, small: int, large: int) -
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return False
     panels = [
@@ -274,6 +275,9 @@ def plot(results: dict[str, SystemResult], path: Path, small: int, large: int) -
                 ax.plot(*zip(*pts, strict=True), marker="o", label=name)
         ax.axhline(bound, color="grey", linestyle="--", linewidth=1)
         ax.set_yscale("log")
+        ax.set_xscale("log")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.set_title(title)
         ax.set_xlabel("deliveries/s (achieved)")
         ax.set_ylabel("p99 latency, ms")

@@ -72,6 +72,20 @@ def host_busy_seconds() -> float:
     return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 
+def _drop_redis_keys(url: str, prefix: str) -> None:
+    """Remove what the scale-out run left in Redis (history streams under this run's private prefix)."""
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    except Exception as exc:  # cleanup must not fail the run
+        print(f"warning: could not clean Redis keys {prefix}*: {exc!r}", flush=True)
+
+
 class Runner:
     """Owns the generator pool and the publisher for the whole run; drives one system at a time."""
 
@@ -258,6 +272,7 @@ class Runner:
         finally:
             a.stop()
             b.stop()
+            _drop_redis_keys(redis_url, prefix)
         on_a = Latency.of([x for i, w in enumerate(per_worker) if i % 2 == 0 for x in w])
         on_b = Latency.of([x for i, w in enumerate(per_worker) if i % 2 == 1 for x in w])
         res.steps += [st_ref, st]
