@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "TIDINGS_"
@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
     public_url: str = ""  # how clients reach this server; used in printed examples only
+    # OpenTelemetry's own standard variables (no TIDINGS_ prefix): set one and metrics are also pushed over OTLP
+    otel_endpoint: str = Field(
+        "",
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
 
     # --- bus and history -----------------------------------------------------------------------------------
     bus_url: str = "memory://"

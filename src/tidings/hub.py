@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from .delivery.log import DeliveryLog
     from .delivery.queue import Queue
+    from .otel import OtlpBridge
     from .registry.store import DeviceStore
     from .services import Services
 
@@ -83,6 +84,7 @@ class Hub:
         self._handle_signals = handle_signals
         self._buffer_limits = BufferLimits(s.stream_buffer_bytes, s.stream_buffer_events)
         self._router: APIRouter | None = None
+        self._otel: OtlpBridge | None = None
 
     # --- lifespan ------------------------------------------------------------------------------------------
 
@@ -105,6 +107,10 @@ class Hub:
         await self.bus.start(self._on_message)
         self.streams.start()
         self.services = await Services.start(self.settings, clock=self.clock)
+        if self.settings.otel_endpoint:
+            from .otel import start_otlp_export
+
+            self._otel = start_otlp_export()
         log.info(
             "hub started", extra={"bus": self.settings.bus_url.split("@")[-1], "env": self.settings.env.value}
         )
@@ -116,6 +122,9 @@ class Hub:
         if self.services is not None:
             await self.services.stop()
             self.services = None
+        if self._otel is not None:
+            await asyncio.to_thread(self._otel.shutdown)
+            self._otel = None
 
     async def drain(self, grace: float | None = None) -> None:
         """Stop taking streams; tell open ones to reconnect elsewhere (spread by jitter); wait for them to end."""
