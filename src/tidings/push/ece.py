@@ -56,6 +56,20 @@ def _keys(
     return cek, nonce
 
 
+_peers: dict[bytes, ec.EllipticCurvePublicKey] = {}
+
+
+def _peer(ua_public: bytes) -> ec.EllipticCurvePublicKey:
+    """The subscription's parsed key; memoised, as a subscription receives message after message."""
+    key = _peers.get(ua_public)
+    if key is None:
+        key = ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, ua_public)
+        if len(_peers) >= 10_000:
+            _peers.clear()
+        _peers[ua_public] = key
+    return key
+
+
 def encrypt(
     plaintext: bytes,
     ua_public: bytes,
@@ -70,11 +84,12 @@ def encrypt(
     """
     if len(plaintext) > RECORD_SIZE - TAG_SIZE - 1 - HEADER_SIZE:
         raise ValueError(f"plaintext of {len(plaintext)} bytes does not fit one 4096-byte push message")
+    if len(auth_secret) != 16:
+        raise ValueError(f"the auth secret must be 16 bytes, got {len(auth_secret)}")
     as_private = as_private or ec.generate_private_key(_CURVE)
     salt = salt or os.urandom(16)
     as_public = public_bytes(as_private.public_key())
-    peer = ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, ua_public)
-    cek, nonce = _keys(as_private.exchange(_ECDH, peer), auth_secret, ua_public, as_public, salt)
+    cek, nonce = _keys(as_private.exchange(_ECDH, _peer(ua_public)), auth_secret, ua_public, as_public, salt)
     # One record, so it is the last: plaintext then the 0x02 delimiter, no padding.
     ciphertext = AESGCM(cek).encrypt(nonce, plaintext + b"\x02", None)
     return salt + struct.pack("!IB", RECORD_SIZE, len(as_public)) + as_public + ciphertext

@@ -50,6 +50,7 @@ from .h2frames import (
     encode_headers,
     frame,
     literal,
+    quick_status,
     string,
 )
 
@@ -116,6 +117,7 @@ class Connection(asyncio.Protocol):
         self.blocked: deque[tuple[int, bytes]] = deque()  # DATA waiting for flow-control credit
         self.received = 0
         self.decoder = hpack.Decoder()
+        self.settings_acked = False  # our SETTINGS (HEADER_TABLE_SIZE 0) are in force
         self.buffer = bytearray()
         self.header_block: tuple[int, int, bytearray] | None = (
             None  # (stream, flags, fragments) awaiting END_HEADERS
@@ -161,27 +163,36 @@ class Connection(asyncio.Protocol):
             stream.timer.cancel()
 
     def _send_data(self, stream_id: int, stream: _Stream, body: bytes) -> None:
-        if self.blocked or len(body) > min(self.send_window, stream.window):
+        if self.blocked:  # keep DATA in order behind earlier streams waiting for credit
             self.blocked.append((stream_id, body))
             return
-        self.send_window -= len(body)
-        stream.window -= len(body)
-        for start in range(0, len(body), self.max_frame):
-            chunk = body[start : start + self.max_frame]
-            last = start + self.max_frame >= len(body)
-            self.write(frame(DATA, END_STREAM if last else 0, stream_id, chunk))
+        sent = self._write_data(stream_id, stream, body)
+        if sent < len(body):
+            self.blocked.append((stream_id, body[sent:]))
+
+    def _write_data(self, stream_id: int, stream: _Stream, body: bytes) -> int:
+        """Write as much of `body` as both flow-control windows allow; return how much."""
+        sent = 0
+        while sent < len(body):
+            size = min(len(body) - sent, self.send_window, stream.window, self.max_frame)
+            if size <= 0:
+                break
+            chunk, sent = body[sent : sent + size], sent + size
+            self.send_window -= size
+            stream.window -= size
+            self.write(frame(DATA, END_STREAM if sent == len(body) else 0, stream_id, chunk))
+        return sent
 
     def _unblock(self) -> None:
         while self.blocked:
             stream_id, body = self.blocked[0]
             stream = self.streams.get(stream_id)
-            if stream is None:
-                self.blocked.popleft()
-                continue
-            if len(body) > min(self.send_window, stream.window):
-                return
+            if stream is not None:
+                sent = self._write_data(stream_id, stream, body)
+                if sent < len(body):
+                    self.blocked[0] = (stream_id, body[sent:])
+                    return
             self.blocked.popleft()
-            self._send_data(stream_id, stream, body)
 
     def _timeout(self, stream_id: int) -> None:
         self.write(frame(RST_STREAM, 0, stream_id, struct.pack("!L", CANCEL)))
@@ -207,7 +218,8 @@ class Connection(asyncio.Protocol):
     # --- connection life -----------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        settings = struct.pack("!HLHL", 0x2, 0, 0x4, OUR_WINDOW)  # ENABLE_PUSH 0, INITIAL_WINDOW_SIZE
+        # HEADER_TABLE_SIZE 0 (see quick_status), ENABLE_PUSH 0, INITIAL_WINDOW_SIZE
+        settings = struct.pack("!HLHLHL", 0x1, 0, 0x2, 0, 0x4, OUR_WINDOW)
         self.write(PREFACE + frame(SETTINGS, 0, 0, settings))
         self.write(frame(WINDOW_UPDATE, 0, 0, struct.pack("!L", OUR_WINDOW - 65535)))
 
@@ -255,15 +267,13 @@ class Connection(asyncio.Protocol):
             self._on_data(flags, stream_id, payload)
         elif kind in (HEADERS, CONTINUATION):
             self._on_headers(kind, flags, stream_id, payload)
-        elif kind == SETTINGS and not flags & ACK:
-            self._on_settings(payload)
+        elif kind == SETTINGS:
+            if flags & ACK:
+                self.settings_acked = True
+            else:
+                self._on_settings(payload)
         elif kind == WINDOW_UPDATE:
-            increment = struct.unpack("!L", payload)[0] & MAX_STREAM_ID
-            if stream_id == 0:
-                self.send_window += increment
-            elif stream_id in self.streams:
-                self.streams[stream_id].window += increment
-            self._unblock()
+            self._on_window_update(stream_id, struct.unpack("!L", payload)[0] & MAX_STREAM_ID)
         elif kind == PING and not flags & ACK:
             self.write(frame(PING, ACK, 0, payload))
         elif kind == RST_STREAM:
@@ -276,6 +286,13 @@ class Connection(asyncio.Protocol):
         elif kind == PUSH_PROMISE:
             self._fail_connection("PUSH_PROMISE although push is disabled")
         return None  # PRIORITY, SETTINGS acks and unknown frame types are ignored, as RFC 9113 allows
+
+    def _on_window_update(self, stream_id: int, increment: int) -> None:
+        if stream_id == 0:
+            self.send_window += increment
+        elif stream_id in self.streams:
+            self.streams[stream_id].window += increment
+        self._unblock()
 
     def _on_data(self, flags: int, stream_id: int, payload: bytes) -> None:
         self.received += len(payload)
@@ -302,15 +319,22 @@ class Connection(asyncio.Protocol):
             self.header_block[2].extend(payload)
         if not flags & END_HEADERS or self.header_block is None:
             return
-        stream_id, first_flags, block = self.header_block
+        stream_id, first_flags, fragments = self.header_block
         self.header_block = None
-        try:
-            headers = self.decoder.decode(bytes(block), raw=True)  # always, to keep the HPACK table in step
-        except hpack.HPACKError as exc:
-            return self._fail_connection(f"HPACK: {exc}")
+        block = bytes(fragments)
+        status = None
+        if self.settings_acked and self.decoder.header_table_size == 0:
+            status = quick_status(block)  # the peer's table is empty: a block may go undecoded
+        if status is not None and 200 <= status < 300:
+            headers: list[tuple[bytes, bytes]] = [(b":status", str(status).encode())]
+        else:
+            try:
+                headers = cast(list[tuple[bytes, bytes]], self.decoder.decode(block, raw=True))
+            except hpack.HPACKError as exc:
+                return self._fail_connection(f"HPACK: {exc}")
         stream = self.streams.get(stream_id)
         if stream is not None:
-            stream.headers.extend(cast(list[tuple[bytes, bytes]], headers))
+            stream.headers.extend(headers)
             if first_flags & END_STREAM:
                 self._complete(stream_id, stream)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
+from hpack.huffman_table import decode_huffman
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
     0x0,
@@ -57,3 +59,28 @@ def literal(name: bytes, value: bytes) -> bytes:
 
 def encode_headers(pairs: Iterable[tuple[str, str]]) -> bytes:
     return b"".join(literal(name.lower().encode(), value.encode()) for name, value in pairs)
+
+
+STATIC_STATUS = {0x88: 200, 0x89: 204, 0x8A: 206, 0x8B: 304, 0x8C: 400, 0x8D: 404, 0x8E: 500}
+
+
+def quick_status(block: bytes) -> int | None:
+    """`:status` when it leads the block as a static-table index or a literal with name index 8, else None.
+
+    Only valid once the peer's dynamic table is empty and stays so (our SETTINGS_HEADER_TABLE_SIZE = 0 acked):
+    then a block can be skipped without decoding it, which saves the pure-Python Huffman decoding of headers
+    a success does not need (apns-id, Location...).
+    """
+    if not block:
+        return None
+    first = block[0]
+    if first in STATIC_STATUS:
+        return STATIC_STATUS[first]
+    # A literal with name index 8 (:status): without indexing, never indexed, or with incremental indexing
+    # (harmless when the table size is 0: the entry is evicted at once).
+    if first in (0x08, 0x18, 0x48) and len(block) >= 2:
+        size = block[1] & 0x7F
+        raw = block[2 : 2 + size]
+        value = decode_huffman(raw) if block[1] & 0x80 else raw
+        return int(value) if value.isdigit() else None
+    return None

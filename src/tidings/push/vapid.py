@@ -82,7 +82,9 @@ class VapidSigner:
         self._cache: dict[str, tuple[float, str]] = {}
 
     def authorization(self, endpoint: str) -> str:
-        origin = origin_of(endpoint)
+        return self.for_origin(origin_of(endpoint))
+
+    def for_origin(self, origin: str) -> str:
         now = self.clock()
         cached = self._cache.get(origin)
         if cached is not None and now < cached[0] - REUSE_MARGIN:

@@ -19,7 +19,7 @@ from . import ece, payloads
 from ._http import DEFAULT_TIMEOUT, make_client, network_failure, parse_retry_after
 from .base import NOT_CONFIGURED, Notification, Outcome, Provider, Result, Target
 from .h2client import H2Error, H2Unsupported, Pool, encode_headers, literal
-from .vapid import VapidKey, VapidSigner, origin_of
+from .vapid import VapidKey, VapidSigner
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,7 @@ class WebPushPrepared:
     block: bytes  # the same headers HPACK-encoded once, for the HTTP/2 client
 
 
+MEMO_SIZE = 10_000  # endpoints and keys remembered between events (cleared when full)
 MAX_POOLS = 64  # push-service origins with an open HTTP/2 connection (real deployments see a handful)
 
 
@@ -77,6 +78,9 @@ class WebPushProvider(Provider):
         self._client = client or make_client(http2_only=False, timeout=timeout, transport=transport)
         self._pools: dict[str, Pool] = {}
         self._http1_origins: set[str] = set()
+        self._routes: dict[str, tuple[str, bytes] | str] = {}
+        self._decoded: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        self._auth_literals: dict[str, tuple[str, bytes]] = {}
         self._h2_enabled = client is None and transport is None
 
     @property
@@ -115,22 +119,19 @@ class WebPushProvider(Provider):
     async def send(self, target: Target, prepared: WebPushPrepared) -> Result:
         if not self.configured or self.signer is None:
             return NOT_CONFIGURED
-        problem = self.endpoint_problem(target.token)
-        if problem:
-            return Result(Outcome.rejected, problem)
+        route = self._route(target.token)
+        if isinstance(route, str):
+            return Result(Outcome.rejected, route)
+        origin, path = route
         try:
-            body = ece.encrypt(
-                prepared.plaintext,
-                ece.b64url_decode(target.p256dh or ""),
-                ece.b64url_decode(target.auth or ""),
-            )
+            ua_public, auth = self._keys(target.p256dh or "", target.auth or "")
+            body = ece.encrypt(prepared.plaintext, ua_public, auth)
         except (ValueError, binascii.Error) as exc:
             # Keys that are not a P-256 point and a 16-byte secret will never work: retire the subscription.
             return Result(Outcome.dead_token, f"bad_subscription_keys: {exc}"[:300])
-        authorization = self.signer.authorization(target.token)
-        origin = origin_of(target.token)
+        authorization = self.signer.for_origin(origin)
         if self._h2_enabled and origin not in self._http1_origins:
-            result = await self._post_h2(origin, target.token, prepared, authorization, body)
+            result = await self._post_h2(origin, path, prepared, authorization, body)
             if result is not None:
                 return result
         headers = {**prepared.headers, "authorization": authorization}
@@ -140,8 +141,30 @@ class WebPushProvider(Provider):
             return network_failure(exc)
         return self._classify(response.status_code, response.text, response.headers.get("retry-after"))
 
+    def _route(self, endpoint: str) -> tuple[str, bytes] | str:
+        """(origin, path) of an endpoint, or why we refuse it; memoised: a device is sent to again and again."""
+        route = self._routes.get(endpoint)
+        if route is None:
+            problem = self.endpoint_problem(endpoint)
+            parts = urlsplit(endpoint)
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            route = problem or (f"{parts.scheme}://{parts.netloc}", path.encode())
+            if len(self._routes) >= MEMO_SIZE:
+                self._routes.clear()
+            self._routes[endpoint] = route
+        return route
+
+    def _keys(self, p256dh: str, auth: str) -> tuple[bytes, bytes]:
+        keys = self._decoded.get((p256dh, auth))
+        if keys is None:
+            keys = (ece.b64url_decode(p256dh), ece.b64url_decode(auth))
+            if len(self._decoded) >= MEMO_SIZE:
+                self._decoded.clear()
+            self._decoded[(p256dh, auth)] = keys
+        return keys
+
     async def _post_h2(
-        self, origin: str, endpoint: str, prepared: WebPushPrepared, authorization: str, body: bytes
+        self, origin: str, path: bytes, prepared: WebPushPrepared, authorization: str, body: bytes
     ) -> Result | None:
         """Send over HTTP/2; None when the origin turns out not to speak it (then HTTP/1.1 is used)."""
         pool = self._pools.get(origin)
@@ -149,12 +172,16 @@ class WebPushProvider(Provider):
             if len(self._pools) >= MAX_POOLS:
                 await self._pools.pop(next(iter(self._pools))).aclose()
             pool = self._pools[origin] = Pool(origin, connect_timeout=self.timeout)
-        parts = urlsplit(endpoint)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        headers = prepared.block + literal(b"authorization", authorization.encode())
+        cached = self._auth_literals.get(origin)
+        if cached is None or cached[0] != authorization:
+            cached = self._auth_literals[origin] = (
+                authorization,
+                literal(b"authorization", authorization.encode()),
+            )
+        headers = prepared.block + cached[1]
         for attempt in (1, 2):
             try:
-                response = await pool.request(path.encode(), headers, body, self.timeout)
+                response = await pool.request(path, headers, body, self.timeout)
             except H2Unsupported:
                 self._http1_origins.add(origin)
                 self._pools.pop(origin, None)
