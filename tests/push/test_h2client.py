@@ -9,6 +9,7 @@ import pytest
 
 from tidings.push.h2client import H2Unsupported, Pool, encode_headers
 from tidings.push.h2frames import integer, quick_status
+from tidings.sandbox.control import SandboxState
 from tidings.sandbox.h2server import Answer, H2Server
 from tidings.sandbox.webpush import WebPushSandbox
 
@@ -29,24 +30,27 @@ def test_quick_status_reads_static_and_literal_status(status: int) -> None:
         assert quick_status(block) == status
 
 
-async def echo_server(answer: Answer, received: list[int] | None = None) -> H2Server:
+async def echo_server(answer: Answer, received: list[int] | None = None) -> tuple[H2Server, SandboxState]:
     received = [] if received is None else received
 
     def handle(headers: dict[str, str], body: bytes, connection: int) -> Answer:
         received.append(len(body))
         return answer[0], {**answer[1], "x-body-length": str(len(body))}, answer[2], answer[3]
 
-    async def pause(seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-    server = H2Server(handle, pause, host="127.0.0.1", port=0)
+    state = SandboxState()  # its pause ends early when the test stops the server
+    server = H2Server(handle, state.pause, host="127.0.0.1", port=0)
     await server.start()
-    return server
+    return server, state
+
+
+async def stop(server: H2Server, state: SandboxState) -> None:
+    state.stopping.set()
+    await server.stop()
 
 
 async def test_bodies_larger_than_the_flow_control_window_are_sent_as_credit_arrives() -> None:
     received: list[int] = []
-    server = await echo_server((200, {}, b"ok", 0.0), received)
+    server, state = await echo_server((200, {}, b"ok", 0.0), received)
     pool = Pool(server.url)
     try:
         async with asyncio.timeout(10):
@@ -55,13 +59,13 @@ async def test_bodies_larger_than_the_flow_control_window_are_sent_as_credit_arr
             )
     finally:
         await pool.aclose()
-        await server.stop()
+        await stop(server, state)
     assert sorted(received) == [200_000, 200_001, 200_002]
     assert all(r.status == 200 and r.body == b"ok" for r in responses)
 
 
 async def test_success_headers_are_skipped_once_the_peer_table_is_empty() -> None:
-    server = await echo_server((201, {"location": "/message/1"}, b"", 0.0))
+    server, state = await echo_server((201, {"location": "/message/1"}, b"", 0.0))
     pool = Pool(server.url)
     try:
         first = await pool.request(b"/", b"", b"x", 5.0)
@@ -69,7 +73,7 @@ async def test_success_headers_are_skipped_once_the_peer_table_is_empty() -> Non
         connection = await pool.connection()
     finally:
         await pool.aclose()
-        await server.stop()
+        await stop(server, state)
     assert first.status == second.status == 201
     assert connection.settings_acked and connection.decoder.header_table_size == 0
     assert second.headers == [(b":status", b"201")]  # decoded no further than the status
@@ -81,3 +85,22 @@ async def test_an_http1_server_is_reported_as_unsupported() -> None:
         with pytest.raises(H2Unsupported):
             await pool.request(b"/push/x", b"", b"", 2.0)
         await pool.aclose()
+
+
+async def test_a_silent_connection_is_abandoned_after_a_timeout() -> None:
+    server, state = await echo_server((200, {}, b"", 30.0))  # takes streams, never sends another byte
+    pool = Pool(server.url)
+    try:
+        first = await pool.connection()
+        async with asyncio.timeout(2):  # let the handshake finish: the server acks our SETTINGS
+            while not first.settings_acked:
+                await asyncio.sleep(0.01)
+        with pytest.raises(TimeoutError):
+            await pool.request(b"/", b"", b"", 0.2)
+        assert first.closed
+        with pytest.raises(TimeoutError):
+            await pool.request(b"/", b"", b"", 0.2)
+    finally:
+        await pool.aclose()
+        await stop(server, state)
+    assert pool.connections_opened == 2

@@ -54,6 +54,8 @@ from .h2frames import (
     string,
 )
 
+SWEEP_EVERY = 0.05  # how often a connection looks for streams past their deadline
+
 __all__ = ["Connection", "H2Error", "H2Unsupported", "Pool", "Response", "encode_headers", "literal"]
 
 
@@ -86,14 +88,14 @@ class Response:
 
 
 class _Stream:
-    __slots__ = ("body", "future", "headers", "timer", "window")
+    __slots__ = ("body", "deadline", "future", "headers", "sent_at", "window")
 
     def __init__(self, future: asyncio.Future[Response], window: int) -> None:
         self.future = future
         self.window = window
         self.headers: list[tuple[bytes, bytes]] = []
         self.body = bytearray()
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = self.sent_at = 0.0
 
 
 class Connection(asyncio.Protocol):
@@ -124,6 +126,8 @@ class Connection(asyncio.Protocol):
         )
         self.out = bytearray()
         self.flush_scheduled = False
+        self.sweeper: asyncio.TimerHandle | None = None
+        self.last_received = 0.0
 
     # --- sending -------------------------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -140,7 +144,8 @@ class Connection(asyncio.Protocol):
         self.out.clear()
 
     async def request(self, path: bytes, headers: bytes, body: bytes, wait: float) -> Response:
-        # `wait` is not `asyncio.timeout`: a timer per stream lets the expiry also reset the stream (RST_STREAM).
+        # `wait` is not `asyncio.timeout`: a deadline per stream, swept by one timer per connection, costs less
+        # than a timer per request and lets the expiry also reset the stream (RST_STREAM).
         while len(self.streams) >= self.max_streams and not self.closed:
             waiter = self.loop.create_future()
             self.waiting.append(waiter)
@@ -151,16 +156,27 @@ class Connection(asyncio.Protocol):
         if self.next_id > MAX_STREAM_ID:
             self.closed = True
         stream = _Stream(self.loop.create_future(), self.initial_window)
+        stream.sent_at = self.loop.time()
+        stream.deadline = stream.sent_at + wait
         self.streams[stream_id] = stream
+        if self.sweeper is None:
+            self.sweeper = self.loop.call_later(SWEEP_EVERY, self._sweep)
         block = self.request_prefix + b"\x04" + string(path) + headers
         self.write(frame(HEADERS, END_HEADERS | (0 if body else END_STREAM), stream_id, block))
         if body:
             self._send_data(stream_id, stream, body)
-        stream.timer = self.loop.call_later(wait, self._timeout, stream_id)
-        try:
-            return await stream.future
-        finally:
-            stream.timer.cancel()
+        return await stream.future
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        expired = [(i, stream) for i, stream in self.streams.items() if stream.deadline <= now]
+        for stream_id, stream in expired:
+            if self.last_received < stream.sent_at:
+                # Not one byte since this stream went out: a dead connection (NAT timeout, a peer gone without
+                # a FIN). Take no new streams on it; the pool opens a fresh one for the next request.
+                self.closed = True
+            self._timeout(stream_id)
+        self.sweeper = self.loop.call_later(SWEEP_EVERY, self._sweep) if self.streams else None
 
     def _send_data(self, stream_id: int, stream: _Stream, body: bytes) -> None:
         if self.blocked:  # keep DATA in order behind earlier streams waiting for credit
@@ -236,6 +252,7 @@ class Connection(asyncio.Protocol):
 
     # --- receiving -----------------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        self.last_received = self.loop.time()
         buffer = self.buffer
         buffer += data
         if (
@@ -426,9 +443,10 @@ class Pool:
             return self._connection
 
     async def request(self, path: bytes, headers: bytes, body: bytes, wait: float) -> Response:
-        # `wait` is not `asyncio.timeout`: a timer per stream lets the expiry also reset the stream (RST_STREAM).
-        async with asyncio.timeout(wait):
-            connection = await self.connection()
+        connection = self._connection
+        if connection is None or connection.closed:
+            async with asyncio.timeout(wait):
+                connection = await self.connection()
         return await connection.request(path, headers, body, wait)
 
     async def aclose(self) -> None:
