@@ -6,6 +6,7 @@ from an installed wheel with no alembic.ini in the working directory.
 
 SQLite notes (why the connect/begin hooks below exist):
 - WAL lets readers proceed while one writer commits; busy_timeout makes a second writer wait, not fail.
+  The file is switched to WAL once, before any pooled connection exists (see `_ensure_wal`).
 - Python's sqlite3 driver opens transactions lazily and DEFERRED. A deferred transaction that reads and then
   writes can fail with SQLITE_BUSY_SNAPSHOT without ever consulting the busy handler. We take over transaction
   control (isolation_level=None) and issue `BEGIN IMMEDIATE` for transactions opened through `write_tx()`, so
@@ -15,8 +16,10 @@ SQLite notes (why the connect/begin hooks below exist):
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             parsed = parsed.set(drivername="sqlite+aiosqlite")
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _ensure_wal(parsed.database)
         engine = create_async_engine(parsed, **kwargs)
         _install_sqlite_hooks(engine)
         return engine
@@ -66,12 +70,31 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(parsed, **kwargs)
 
 
+def _ensure_wal(path: str) -> None:
+    """Put the file in WAL mode once (the mode is stored in the file).
+
+    Switching needs an exclusive lock and SQLite does not always wait for it through the busy handler, so
+    connections switching concurrently fail with "database is locked". Doing it here, before the engine hands
+    out connections, and retrying briefly when another process is doing the same, avoids that.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            with closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)) as conn:
+                if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _install_sqlite_hooks(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see module docstring)
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; fsync per checkpoint, not per commit
