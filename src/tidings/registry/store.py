@@ -130,7 +130,11 @@ class DeviceStore:
         roles: Iterable[str] = (),
         topics: Iterable[str] = (),
     ) -> tuple[Device, bool]:
-        """Upsert by (provider, token); returns (device, created). Re-enables a disabled token."""
+        """Upsert by (provider, token); refreshes last_seen_at and re-enables a disabled token.
+
+        Returns (device, created): created is True when the device is new to `user_id`, i.e. inserted, or moved
+        from another owner (it then gets a new id). Channels (roles, topics) are replaced by this registration's.
+        """
         if device.token is None:  # DeviceIn guarantees it; this keeps the type checker and callers honest
             raise ValueError("device has no token")
         if not valid_user_id(user_id):
