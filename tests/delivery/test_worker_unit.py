@@ -191,7 +191,7 @@ async def test_concurrency_per_provider_is_bounded(clock: StepClock) -> None:
     many = [FakeDevice(f"d{i}", "u9", "apns", f"t{i}") for i in range(40)]
     rig = Rig(clock, {f"t{i}": slow for i in range(40)}, concurrency=3, max_jobs=4)
     rig.store = FakeStore(many)
-    rig.worker.dispatcher.devices = rig.store
+    rig.worker.dispatcher.devices = rig.worker.writer.devices = rig.store
     await rig.run(*(push_job(("u9",), event_id=f"ev-{j}") for j in range(4)))
     assert len(rig.log.rows) == 160
     assert rig.providers["apns"].max_active == 3  # shared by the 4 concurrent jobs
@@ -307,7 +307,7 @@ async def test_mark_used_is_chunked_under_driver_parameter_limits(clock: StepClo
     many = [FakeDevice(f"d{i}", "u9", "apns", f"t{i}") for i in range(12_000)]
     rig = Rig(clock, concurrency=64)
     rig.store = FakeStore(many)
-    rig.worker.dispatcher.devices = rig.store
+    rig.worker.dispatcher.devices = rig.worker.writer.devices = rig.store
     await rig.run(push_job(("u9",)))
     assert [len(ids) for ids in rig.store.used] == [5000, 5000, 2000]
     assert len(rig.log.batches) == 1 and len(rig.log.rows) == 12_000

@@ -22,8 +22,6 @@ from tidings.push.spec import PushSpec
 
 logger = logging.getLogger("tidings.delivery")
 
-MARK_USED_CHUNK = 5000
-
 
 class DeviceLike(Protocol):
     """The fields of a registry Device the worker reads."""
@@ -174,8 +172,8 @@ class Dispatcher:
         return Attempt(device, result, (self._monotonic() - started) * 1000.0)
 
     async def apply(self, attempts: Sequence[Attempt]) -> None:
-        """Registry effects: last_used_at for the delivered (one call), disable for dead tokens."""
-        delivered = [a.device.id for a in attempts if a.result.outcome is Outcome.delivered]
+        """Registry effects that cannot wait: disable dead tokens; alert on refused credentials.
+        (last_used_at of the delivered goes with the delivery-log rows, see bookkeeping.py.)"""
         dead = [a for a in attempts if a.result.outcome is Outcome.dead_token]
         refused: dict[str, list[Attempt]] = defaultdict(list)
         for a in attempts:
@@ -191,14 +189,6 @@ class Dispatcher:
                 first.reason,
                 len(group),
             )
-        # Chunked: one statement per 5,000 ids keeps under the drivers' bound-parameter limits (asyncpg and
-        # SQLite allow 32,767) for broadcast-sized jobs; a typical job is still a single call.
-        for start in range(0, len(delivered), MARK_USED_CHUNK):
-            chunk = delivered[start : start + MARK_USED_CHUNK]
-            try:
-                await self.devices.mark_used(chunk)
-            except Exception:  # bookkeeping only: the pushes went out, do not retry them for this
-                logger.exception("marking %d devices used failed", len(chunk))
         for a in dead:
             try:
                 await self.devices.disable(a.device.provider, a.device.token, a.result.reason or "dead_token")

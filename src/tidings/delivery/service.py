@@ -14,10 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from tidings.delivery.bookkeeping import DeliveryRecorder
 from tidings.delivery.dispatch import DeviceSource
 from tidings.delivery.log import DeliveryLog
 from tidings.delivery.queue import Queue, create_queue
-from tidings.delivery.worker import DeliveryRecorder, Worker
+from tidings.delivery.worker import Worker
 
 if TYPE_CHECKING:
     from tidings.config import Settings

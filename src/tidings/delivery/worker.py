@@ -10,7 +10,8 @@ A job's fate, after its sends (see dispatch.py for the per-device part):
 - some devices answered `retry_later` → one narrowed job for just those devices, delayed by the retry policy
   (Retry-After honoured) — or, after `max_attempts`, a dead letter naming the reasons;
 - the job itself could not be read or its devices looked up → the whole job is retried or dead-lettered.
-Every attempt is written to the delivery log, one statement per job.
+Every attempt is written to the delivery log; rows and last_used_at of concurrent jobs are group-committed
+(bookkeeping.py), and a job is acked only after its rows are written.
 """
 
 from __future__ import annotations
@@ -25,22 +26,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Protocol
 
 from tidings import metrics
 from tidings.delivery import report
+from tidings.delivery.bookkeeping import DeliveryRecorder, GroupWriter
 from tidings.delivery.dispatch import Attempt, DeviceSource, Dispatcher
-from tidings.delivery.log import DeliveryRecord
 from tidings.delivery.queue import Lease, PushJob, Queue
 from tidings.delivery.retry import RetryPolicy, is_quota
 from tidings.push.base import Outcome, Provider
 from tidings.push.spec import PushSpec
 
 logger = logging.getLogger("tidings.delivery")
-
-
-class DeliveryRecorder(Protocol):
-    async def record(self, rows: Sequence[DeliveryRecord]) -> None: ...
 
 
 class Worker:
@@ -79,6 +75,7 @@ class Worker:
         self.dispatcher = Dispatcher(
             devices=devices, providers=providers, concurrency=concurrency, send_timeout=send_timeout
         )
+        self.writer = GroupWriter(devices, log)
         self.counters: Counter[str] = Counter()
         self._running: dict[asyncio.Task[None], Lease] = {}
         self._stopping = asyncio.Event()
@@ -127,6 +124,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             await self._drain()
+            await self.writer.close()
             self._done.set()
 
     def _on_signal(self, sig: signal.Signals) -> None:
@@ -245,14 +243,15 @@ class Worker:
             await self._retry_or_bury(lease, job, f"device lookup failed: {type(exc).__name__}: {exc}", None)
             return
         if not devices:
-            await self._write(job, [report.nobody_row(job, self.clock())])
+            await self.writer.write((), [report.nobody_row(job, self.clock())])
             await self.queue.ack(lease)
             self.counters["jobs.complete"] += 1
             return
         attempts = await self.dispatcher.send(job, spec, devices)
         await self.dispatcher.apply(attempts)
         report.count(self.counters, attempts)
-        await self._write(job, report.attempt_rows(job, attempts, self.clock()))
+        delivered = [a.device.id for a in attempts if a.result.outcome is Outcome.delivered]
+        await self.writer.write(delivered, report.attempt_rows(job, attempts, self.clock()))
         retry = [a for a in attempts if a.result.outcome is Outcome.retry_later]
         if not retry:
             await self.queue.ack(lease)
@@ -281,9 +280,3 @@ class Worker:
         await self.queue.dead_letter(lease, job, reason)
         self.counters["jobs.dead"] += 1
         logger.warning("job %s dead-lettered: %s", job.event_id, reason)
-
-    async def _write(self, job: PushJob, rows: Sequence[DeliveryRecord]) -> None:
-        try:
-            await self.log.record(rows)
-        except Exception:  # the log is for humans; losing a batch must not resend pushes
-            logger.exception("writing %d delivery rows for job %s failed", len(rows), job.event_id)
