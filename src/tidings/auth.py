@@ -19,6 +19,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from jwt.algorithms import HMACAlgorithm
 
 from .config import ConfigError, Settings
 from .errors import AuthError
@@ -94,11 +95,34 @@ class JwksCache:
         self._fetched_at = now
 
 
+class _PreparedHMAC(HMACAlgorithm):
+    """HMAC with a key prepared once: PyJWT re-inspects a secret for PEM/JWK shapes on every decode (measured:
+    a sixth of the CPU of opening a stream). The key is checked by the stock prepare_key at start-up instead."""
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        return key if isinstance(key, bytes) else key.encode()
+
+
+def _jwt_api() -> jwt.PyJWT:
+    api = jwt.PyJWT()
+    jws = api._jws  # PyJWT offers no public way to register an algorithm on a PyJWT instance
+    for name, digest in (("HS256", HMACAlgorithm.SHA256), ("HS384", HMACAlgorithm.SHA384),
+                         ("HS512", HMACAlgorithm.SHA512)):  # fmt: skip
+        jws.unregister_algorithm(name)
+        jws.register_algorithm(name, _PreparedHMAC(digest))
+    return api
+
+
 class TokenVerifier:
     """Verifies JWTs per the settings and turns their claims into a Principal."""
 
     def __init__(self, settings: Settings, *, jwks_client: httpx.AsyncClient | None = None) -> None:
-        self._secret = settings.jwt_secret
+        self._jwt = _jwt_api()
+        self._secret = (
+            HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(settings.jwt_secret)
+            if settings.jwt_secret
+            else b""
+        )
         self._public_key = _load_public_key(settings)
         self._jwks = JwksCache(settings.jwks_url, client=jwks_client) if settings.jwks_url else None
         self._algorithms = frozenset(settings.jwt_algorithms or self._default_algorithms())
@@ -107,6 +131,7 @@ class TokenVerifier:
         self._leeway = settings.jwt_leeway_seconds
         self._roles_path = settings.roles_claim.split(".")
         self._publish_key = settings.publish_key.encode()
+        self._only_hmac = bool(self._secret) and self._algorithms <= _HMAC_ALGS
 
     def _default_algorithms(self) -> list[str]:
         algs = ["HS256"] if self._secret else []
@@ -120,19 +145,20 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """A Principal for a valid token, or AuthError saying why not."""
+        if (
+            self._only_hmac
+        ):  # one key for every accepted algorithm: PyJWT checks `alg` against the list itself
+            algorithms, key = list(self._algorithms), self._secret
+            if token.count(".") != 2:
+                raise AuthError("malformed token")
+        else:
+            alg, kid = self._header(token)
+            algorithms, key = [alg], await self._key_for(alg, kid)
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise AuthError("malformed token") from exc
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in self._algorithms:
-            raise AuthError(f"token algorithm {alg!r} is not accepted")
-        key = await self._key_for(alg, header.get("kid"))
-        try:
-            claims = jwt.decode(
+            claims = self._jwt.decode(
                 token,
                 key,
-                algorithms=[alg],
+                algorithms=algorithms,
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
@@ -140,11 +166,34 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("token expired", "token_expired") from exc
+        except jwt.InvalidAlgorithmError as exc:
+            raise AuthError(f"token algorithm {self._alg_of(token)!r} is not accepted") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise AuthError(f"invalid token: {exc}") from exc
+        except jwt.DecodeError as exc:
+            raise AuthError(f"malformed token: {exc}") from exc
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from exc
         return self._principal(claims)
 
-    async def _key_for(self, alg: str, kid: object) -> Any:
+    def _header(self, token: str) -> tuple[str, str | None]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError("malformed token") from exc
+        alg, kid = header.get("alg"), header.get("kid")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise AuthError(f"token algorithm {alg!r} is not accepted")
+        return alg, kid if isinstance(kid, str) else None
+
+    @staticmethod
+    def _alg_of(token: str) -> object:
+        try:
+            return jwt.get_unverified_header(token).get("alg")
+        except jwt.PyJWTError:
+            return None
+
+    async def _key_for(self, alg: str, kid: str | None) -> Any:
         if alg in _HMAC_ALGS:
             if not self._secret:
                 raise AuthError("HMAC tokens are not accepted")
@@ -152,7 +201,7 @@ class TokenVerifier:
         if self._public_key is not None:
             return self._public_key
         if self._jwks is not None:
-            return (await self._jwks.key(kid if isinstance(kid, str) else None)).key
+            return (await self._jwks.key(kid)).key
         raise AuthError("no public key configured for this algorithm")
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
@@ -221,5 +270,11 @@ def mint_token(
 ) -> str:
     """An HS256 development token (the CLI's `tidings token`)."""
     issued = time.time() if now is None else now
-    payload = {"sub": user_id, "roles": list(roles), "iat": int(issued), "exp": int(issued + ttl), **(claims or {})}
+    payload = {
+        "sub": user_id,
+        "roles": list(roles),
+        "iat": int(issued),
+        "exp": int(issued + ttl),
+        **(claims or {}),
+    }
     return jwt.encode(payload, secret, algorithm="HS256")

@@ -33,12 +33,14 @@ from .streams.router import Router
 
 if TYPE_CHECKING:
     from fastapi import APIRouter, FastAPI
+    from starlette.types import ASGIApp
 
     from .delivery.log import DeliveryLog
     from .delivery.queue import Queue
     from .otel import OtlpBridge
     from .registry.store import DeviceStore
     from .services import Services
+    from .streams.sse import StreamEndpoint
 
 log = logging.getLogger("tidings.hub")
 
@@ -85,6 +87,7 @@ class Hub:
         self._buffer_limits = BufferLimits(s.stream_buffer_bytes, s.stream_buffer_events)
         self._router: APIRouter | None = None
         self._otel: OtlpBridge | None = None
+        self._stream_endpoints: dict[str, StreamEndpoint] | None = None
 
     # --- lifespan ------------------------------------------------------------------------------------------
 
@@ -168,6 +171,21 @@ class Hub:
 
             self._router = build_router(self)
         return self._router
+
+    @property
+    def stream_endpoints(self) -> dict[str, StreamEndpoint]:
+        """The SSE endpoints by path (one instance each, shared by the router and the fast path)."""
+        if self._stream_endpoints is None:
+            from .api.assemble import stream_endpoints
+
+            self._stream_endpoints = stream_endpoints(self)
+        return self._stream_endpoints
+
+    def fast_streams(self, app: ASGIApp) -> ASGIApp:
+        """Wrap an ASGI app so the stream paths bypass its middleware (recommended at thousands of streams)."""
+        from .api.assemble import StreamFastPath
+
+        return StreamFastPath(app, self.stream_endpoints)
 
     def mount(self, app: FastAPI) -> None:
         """Include the router and register tidings' JSON error handlers on the app."""

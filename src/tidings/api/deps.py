@@ -12,7 +12,7 @@ from ..errors import ApiError, AuthError
 from ..hub import Hub  # hub.py imports the api package lazily, so this is not circular
 
 
-def get_hub(request: Request) -> Hub:
+def hub_of(request: Request) -> Hub:
     hub = getattr(request.app.state, "tidings_hub", None)
     if hub is None:
         raise RuntimeError("the tidings hub is not started: include hub.router (its lifespan sets it up)")
@@ -20,8 +20,12 @@ def get_hub(request: Request) -> Hub:
     return hub
 
 
+async def get_hub(request: Request) -> Hub:  # async: FastAPI runs a sync dependency in a thread, per request
+    return hub_of(request)
+
+
 async def require_user(request: Request) -> Principal:
-    return await get_hub(request).authenticate(request)
+    return await hub_of(request).authenticate(request)
 
 
 async def require_admin(principal: Annotated[Principal, Depends(require_user)]) -> Principal:
@@ -40,7 +44,7 @@ async def require_publisher(request: Request) -> Principal:
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        return await get_hub(request).verifier.verify_publisher(credential)
+        return await hub_of(request).verifier.verify_publisher(credential)
     except AuthError as exc:
         status = 403 if exc.code == "forbidden" else 401
         raise ApiError(status, exc.code, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc

@@ -21,6 +21,7 @@ from .connection import Connection
 log = logging.getLogger("tidings.streams")
 
 KEEPALIVE = b":keepalive\n\n"
+STALLED_WRITE = 30.0  # a socket write blocked this long means the client stopped reading: cut it off
 
 
 class Router:
@@ -111,6 +112,8 @@ class Router:
                 conn.close("lifetime")
             elif self._idle_timeout and now - conn.last_event_at >= self._idle_timeout:
                 conn.close("idle")
+            elif conn.writing and now - conn.last_write_at >= STALLED_WRITE:
+                conn.close("slow")
             elif now - conn.last_write_at >= self._keepalive and not conn.buffered_bytes:
                 conn.send_comment(KEEPALIVE)
 

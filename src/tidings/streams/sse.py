@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tidings.streams")
 
-WRITE_TIMEOUT = 30.0  # a client that accepts nothing for this long is cut off
+WRITE_TIMEOUT = 30.0  # the last write of a closing stream may block this long before the socket is dropped
 MAX_TOPICS = 100
 
 
@@ -131,9 +131,8 @@ async def _write_until_closed(conn: Connection, send: Send) -> bool:
     conn.writer = asyncio.current_task()
     try:
         while (chunk := await conn.next_chunk()) is not None:
-            conn.writing = True
-            async with asyncio.timeout(WRITE_TIMEOUT):
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            conn.writing = True  # the router's sweep cuts off a write blocked too long (no timer per write)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
             conn.writing = False
         async with asyncio.timeout(WRITE_TIMEOUT):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
