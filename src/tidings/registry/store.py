@@ -16,11 +16,10 @@ channel rows of the previous owner: to the new owner it is a new device, and the
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,60 +28,24 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tidings.db import write_tx
+from tidings.registry.device import (
+    MAX_USER_ID,
+    Device,
+    PruneReport,
+    normalise_token,
+    token_hash,
+    valid_user_id,
+)
 from tidings.registry.tables import device_channels, devices
 from tidings.registry.validation import DeviceIn
 
-__all__ = ["Device", "DeviceStore", "PruneReport", "token_hash"]
+__all__ = ["Device", "DeviceStore", "PruneReport", "normalise_token", "token_hash", "valid_user_id"]
 
 MAX_CHANNEL_NAME = 256
-MAX_USER_ID = 256  # devices.user_id is varchar(256)
-
-
-def valid_user_id(user_id: str) -> bool:
-    """Whether `user_id` can own devices: non-empty, fits the column, no NUL (PostgreSQL refuses it in text)."""
-    return 0 < len(user_id) <= MAX_USER_ID and "\x00" not in user_id
 
 
 def _channel_ok(name: str) -> bool:
     return 0 < len(name) <= MAX_CHANNEL_NAME and "\x00" not in name
-
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    """One registered push target. Timestamps are timezone-aware UTC datetimes."""
-
-    id: str
-    user_id: str
-    provider: str
-    platform: str
-    token: str
-    p256dh: str | None
-    auth: str | None
-    environment: str | None
-    app_id: str | None
-    name: str | None
-    locale: str | None
-    timezone: str | None
-    created_at: datetime
-    updated_at: datetime
-    last_seen_at: datetime
-    last_used_at: datetime | None
-    disabled_at: datetime | None
-    disabled_reason: str | None
-
-    @property
-    def active(self) -> bool:
-        return self.disabled_at is None
-
-
-@dataclass(frozen=True, slots=True)
-class PruneReport:
-    stale: int  # not registered again within the TTL
-    disabled: int  # disabled longer ago than the TTL
-
-    @property
-    def total(self) -> int:
-        return self.stale + self.disabled
 
 
 _DEVICE_FIELDS = tuple(f.name for f in fields(Device))
@@ -92,15 +55,6 @@ _REFRESHED = ("user_id", "platform", "token", "p256dh", "auth", "environment", "
               "timezone", "updated_at", "last_seen_at")  # fmt: skip
 # Kept while the owner stays the same; reset when the token changes hands.
 _KEPT_FOR_OWNER = ("id", "created_at", "last_used_at")
-
-
-def normalise_token(provider: str, token: str) -> str:
-    """The stored spelling of a token (APNs hex is case-insensitive)."""
-    return token.lower() if provider == "apns" else token
-
-
-def token_hash(provider: str, token: str) -> str:
-    return hashlib.sha256(normalise_token(provider, token).encode("utf-8")).hexdigest()
 
 
 def _device(row: Row[Any]) -> Device:
