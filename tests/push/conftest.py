@@ -74,11 +74,14 @@ async def fcm_sandbox(clock: Clock) -> AsyncIterator[FcmSandbox]:
         yield sandbox
 
 
-@pytest.fixture
-async def fcm(fcm_sandbox: FcmSandbox, clock: Clock) -> AsyncIterator[FcmProvider]:
+@pytest.fixture(params=["h2c", "http1"])
+async def fcm(
+    request: pytest.FixtureRequest, fcm_sandbox: FcmSandbox, clock: Clock
+) -> AsyncIterator[FcmProvider]:
+    """The provider against FCM over HTTP/2, and against an HTTP/1.1-only host (it falls back)."""
     provider = FcmProvider(
         service_account_info=fcm_sandbox.service_account_info(),
-        base_url=fcm_sandbox.url,
+        base_url=fcm_sandbox.url if request.param == "h2c" else fcm_sandbox.control_url,
         token_url=fcm_sandbox.token_url,
         clock=clock,
         timeout=2.0,

@@ -138,13 +138,14 @@ async def test_fcm_slow_answer_times_out_as_retry_later(fcm_sandbox: FcmSandbox)
 
 async def test_fcm_sandbox_refuses_a_malformed_message(fcm_sandbox: FcmSandbox, fcm: FcmProvider) -> None:
     token = await fcm._access_token()
+    send_url = f"{fcm_sandbox.control_url}/v1/projects/demo-project/messages:send"  # its HTTP/1.1 side
     async with httpx.AsyncClient() as client:
         response = await client.post(
-            fcm.send_url,
+            send_url,
             headers={"authorization": f"Bearer {token}"},
             json={"message": {"token": "x" * 40, "data": {"n": 1}}},
         )
-        unauthenticated = await client.post(fcm.send_url, json={"message": {"token": "x" * 40}})
+        unauthenticated = await client.post(send_url, json={"message": {"token": "x" * 40}})
     assert response.status_code == 400
     assert response.json()["error"]["details"][0]["errorCode"] == "INVALID_ARGUMENT"
     assert unauthenticated.status_code == 401

@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import google.auth.exceptions
 import google.auth.transport
@@ -22,10 +23,13 @@ import orjson
 from google.oauth2 import service_account
 
 from . import payloads
-from ._http import DEFAULT_TIMEOUT, make_client, network_failure, parse_retry_after
+from ._http import DEFAULT_TIMEOUT, make_client, parse_retry_after
 from .base import NOT_CONFIGURED, Notification, Outcome, Provider, Result, Target
+from .h2client import encode_headers, literal
+from .transport import Answer, Http2First
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+JSON_BLOCK = encode_headers([("content-type", "application/json")])
 DEFAULT_URL = "https://fcm.googleapis.com"
 REFRESH_MARGIN = 300.0
 QUOTA_BACKOFF = 60.0  # FCM asks for at least a minute after QUOTA_EXCEEDED without Retry-After
@@ -126,8 +130,17 @@ class FcmProvider(Provider):
         self.missing = ", ".join(missing)
         base = (base_url or DEFAULT_URL).rstrip("/")
         self.send_url = f"{base}/v1/projects/{self.project_id}/messages:send"
+        parts = urlsplit(self.send_url)
+        self._origin, self._path = f"{parts.scheme}://{parts.netloc}", parts.path.encode()
+        self._auth_block = ("", b"")
         self._oauth = _Request(httpx.Client(transport=token_transport, timeout=timeout))
-        self._client = client or make_client(http2_only=False, timeout=timeout, transport=transport)
+        # FCM speaks HTTP/2: our own client (h2client.py says why), httpx for HTTP/1.1-only hosts or when injected.
+        self._http = Http2First(
+            client or make_client(http2_only=False, timeout=timeout, transport=transport),
+            use_h2=client is None and transport is None,
+            timeout=timeout,
+            service="FCM",
+        )
 
     @property
     def configured(self) -> bool:
@@ -166,26 +179,24 @@ class FcmProvider(Provider):
                 return Result(outcome, f"oauth: {exc}"[:300])
             except google.auth.exceptions.TransportError as exc:
                 return Result(Outcome.retry_later, f"oauth: {exc}"[:300])
-            try:
-                response = await self._client.post(
-                    self.send_url,
-                    content=body,
-                    headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
-                )
-            except httpx.HTTPError as exc:
-                return network_failure(exc)
-            if response.status_code != 401 or _error_code(response) == "THIRD_PARTY_AUTH_ERROR":
-                return self._classify(response)
+            if self._auth_block[0] != token:
+                self._auth_block = (token, JSON_BLOCK + literal(b"authorization", f"Bearer {token}".encode()))
+            headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+            answer = await self._http.post(self._origin, self._path, self._auth_block[1], headers, body)
+            if isinstance(answer, Result):
+                return answer
+            if answer.status != 401 or _error_code(answer.body) == "THIRD_PARTY_AUTH_ERROR":
+                return self._classify(answer)
             stale = token  # our access token was refused: fetch a new one once
         return Result(Outcome.credentials, "UNAUTHENTICATED", 401)
 
-    def _classify(self, response: httpx.Response) -> Result:
-        status = response.status_code
+    def _classify(self, answer: Answer) -> Result:
+        status = answer.status
         if status == 200:
             return Result(Outcome.delivered, status=200)
-        code = _error_code(response)
-        message = _error_message(response)
-        retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock())
+        code = _error_code(answer.body)
+        message = _error_message(answer.body)
+        retry_after = parse_retry_after(answer.retry_after, self.clock())
         if code in DEAD_CODES:
             return Result(Outcome.dead_token, code, status)
         if code == "INVALID_ARGUMENT" and "token" in message.lower():
@@ -201,27 +212,27 @@ class FcmProvider(Provider):
         return Result(Outcome.rejected, f"{code or status}: {message}"[:300], status)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()
         self._oauth._client.close()
 
 
-def _error(response: httpx.Response) -> dict[str, Any]:
+def _error(content: bytes) -> dict[str, Any]:
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(content)
     except orjson.JSONDecodeError:
         return {}
     error = body.get("error") if isinstance(body, dict) else None
     return error if isinstance(error, dict) else {}
 
 
-def _error_code(response: httpx.Response) -> str:
+def _error_code(content: bytes) -> str:
     """The FcmError `details[].errorCode`, else the canonical `status`."""
-    error = _error(response)
+    error = _error(content)
     for detail in error.get("details") or ():
         if isinstance(detail, dict) and detail.get("errorCode"):
             return str(detail["errorCode"])
     return str(error.get("status", ""))
 
 
-def _error_message(response: httpx.Response) -> str:
-    return str(_error(response).get("message", ""))
+def _error_message(content: bytes) -> str:
+    return str(_error(content).get("message", ""))

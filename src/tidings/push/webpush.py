@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from . import ece, payloads
-from ._http import DEFAULT_TIMEOUT, make_client, network_failure, parse_retry_after
+from ._http import DEFAULT_TIMEOUT, make_client, parse_retry_after
 from .base import NOT_CONFIGURED, Notification, Outcome, Provider, Result, Target
-from .h2client import H2Error, H2Unsupported, Pool, encode_headers, literal
+from .h2client import encode_headers, literal
+from .transport import Http2First
 from .vapid import VapidKey, VapidSigner
 
 
@@ -30,7 +31,6 @@ class WebPushPrepared:
 
 
 MEMO_SIZE = 10_000  # endpoints and keys remembered between events (cleared when full)
-MAX_POOLS = 64  # push-service origins with an open HTTP/2 connection (real deployments see a handful)
 
 
 def host_allowed(host: str, patterns: Iterable[str]) -> bool:
@@ -75,13 +75,15 @@ class WebPushProvider(Provider):
         self.timeout = timeout
         # HTTP/2 on our own client first (h2client.py says why); HTTP/1.1 through httpx for origins without h2,
         # and for every origin when an httpx client or transport is injected.
-        self._client = client or make_client(http2_only=False, timeout=timeout, transport=transport)
-        self._pools: dict[str, Pool] = {}
-        self._http1_origins: set[str] = set()
+        self._http = Http2First(
+            client or make_client(http2_only=False, timeout=timeout, transport=transport),
+            use_h2=client is None and transport is None,
+            timeout=timeout,
+            service="the push service",
+        )
         self._routes: dict[str, tuple[str, bytes] | str] = {}
         self._decoded: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         self._auth_literals: dict[str, tuple[str, bytes]] = {}
-        self._h2_enabled = client is None and transport is None
 
     @property
     def configured(self) -> bool:
@@ -130,16 +132,17 @@ class WebPushProvider(Provider):
             # Keys that are not a P-256 point and a 16-byte secret will never work: retire the subscription.
             return Result(Outcome.dead_token, f"bad_subscription_keys: {exc}"[:300])
         authorization = self.signer.for_origin(origin)
-        if self._h2_enabled and origin not in self._http1_origins:
-            result = await self._post_h2(origin, path, prepared, authorization, body)
-            if result is not None:
-                return result
+        cached = self._auth_literals.get(origin)
+        if cached is None or cached[0] != authorization:
+            cached = self._auth_literals[origin] = (
+                authorization,
+                literal(b"authorization", authorization.encode()),
+            )
         headers = {**prepared.headers, "authorization": authorization}
-        try:
-            response = await self._client.post(target.token, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return network_failure(exc)
-        return self._classify(response.status_code, response.text, response.headers.get("retry-after"))
+        answer = await self._http.post(origin, path, prepared.block + cached[1], headers, body)
+        if isinstance(answer, Result):
+            return answer
+        return self._classify(answer.status, answer.body[:200].decode(errors="replace"), answer.retry_after)
 
     def _route(self, endpoint: str) -> tuple[str, bytes] | str:
         """(origin, path) of an endpoint, or why we refuse it; memoised: a device is sent to again and again."""
@@ -163,42 +166,6 @@ class WebPushProvider(Provider):
             self._decoded[(p256dh, auth)] = keys
         return keys
 
-    async def _post_h2(
-        self, origin: str, path: bytes, prepared: WebPushPrepared, authorization: str, body: bytes
-    ) -> Result | None:
-        """Send over HTTP/2; None when the origin turns out not to speak it (then HTTP/1.1 is used)."""
-        pool = self._pools.get(origin)
-        if pool is None:
-            if len(self._pools) >= MAX_POOLS:
-                await self._pools.pop(next(iter(self._pools))).aclose()
-            pool = self._pools[origin] = Pool(origin, connect_timeout=self.timeout)
-        cached = self._auth_literals.get(origin)
-        if cached is None or cached[0] != authorization:
-            cached = self._auth_literals[origin] = (
-                authorization,
-                literal(b"authorization", authorization.encode()),
-            )
-        headers = prepared.block + cached[1]
-        for attempt in (1, 2):
-            try:
-                response = await pool.request(path, headers, body, self.timeout)
-            except H2Unsupported:
-                self._http1_origins.add(origin)
-                self._pools.pop(origin, None)
-                return None
-            except H2Error as exc:
-                if attempt == 2 or not exc.retryable:
-                    return Result(Outcome.retry_later, f"network: {exc}"[:300])
-            except TimeoutError:
-                return Result(Outcome.retry_later, "timeout: no response from the push service")
-            except OSError as exc:
-                return Result(Outcome.retry_later, f"network: {type(exc).__name__}: {exc}"[:300])
-            else:
-                retry_after = response.header(b"retry-after")
-                text = response.body[:200].decode(errors="replace")
-                return self._classify(response.status, text, retry_after.decode() if retry_after else None)
-        raise AssertionError("unreachable")
-
     def _classify(self, status: int, text: str, retry_after_header: str | None) -> Result:
         if 200 <= status < 300:
             return Result(Outcome.delivered, status=status)
@@ -213,6 +180,4 @@ class WebPushProvider(Provider):
         return Result(Outcome.rejected, reason, status)  # 400, 413 payload too large...
 
     async def aclose(self) -> None:
-        await self._client.aclose()
-        for pool in self._pools.values():
-            await pool.aclose()
+        await self._http.aclose()

@@ -4,6 +4,8 @@ The sandbox owns a service account (an RSA key it made); `service_account_info()
 developer points tidings at, with `token_uri` aimed at this sandbox. Errors are FCM v1's shape:
 `{"error": {"code", "message", "status", "details": [{"@type": ".../google.firebase.fcm.v1.FcmError",
 "errorCode"}]}}`. Rules (control.py) take the errorCode as `reason`; the status follows FCM's table.
+`messages:send` is served over HTTP/2 (h2c) on `url`, as FCM is reached, and over HTTP/1.1 on `control_url`
+with the token endpoint and the control API.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
@@ -28,8 +30,10 @@ from starlette.routing import Route
 from ._server import UvicornServer
 from .control import SandboxState, control_routes
 from .fcm_checks import MessageError, check_message
+from .h2server import Answer, H2Server
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+SEND_PATH = re.compile(r"/v1/projects/([^/]+)/messages:send")
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -45,7 +49,10 @@ STATUS_OF = {  # errorCode -> (HTTP status, canonical status)
 }
 
 
-def fcm_error(error_code: str, message: str, retry_after: str | None = None) -> Response:
+JSON = {"content-type": "application/json"}
+
+
+def fcm_error(error_code: str, message: str, retry_after: str | None = None, delay: float = 0.0) -> Answer:
     status, canonical = STATUS_OF.get(error_code, (500, "UNKNOWN"))
     body = {
         "error": {
@@ -55,8 +62,8 @@ def fcm_error(error_code: str, message: str, retry_after: str | None = None) -> 
             "details": [{"@type": FCM_ERROR_TYPE, "errorCode": error_code}],
         }
     }
-    headers = {"retry-after": retry_after} if retry_after is not None else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    headers = {**JSON, "retry-after": retry_after} if retry_after is not None else JSON
+    return status, headers, orjson.dumps(body), delay
 
 
 class FcmSandbox:
@@ -69,6 +76,7 @@ class FcmSandbox:
         token_lifetime: int = 3600,
         host: str = "127.0.0.1",
         port: int = 0,
+        http1_port: int = 0,
     ) -> None:
         self.project_id = project_id
         self.state = SandboxState(clock)
@@ -80,20 +88,25 @@ class FcmSandbox:
         self._sent = 0
         routes = [
             Route("/token", self._token, methods=["POST"]),
-            Route("/v1/projects/{project}/messages:send", self._send, methods=["POST"]),
+            Route("/v1/projects/{project}/messages:send", self._send_http1, methods=["POST"]),
             *control_routes(self.state),
         ]
-        self._server = UvicornServer(Starlette(routes=routes), host=host, port=port)
+        self._server = UvicornServer(Starlette(routes=routes), host=host, port=http1_port)
+        self.h2 = H2Server(self._send_h2, self.state.pause, host=host, port=port)
 
     @property
     def url(self) -> str:
-        return self._server.url
+        """`messages:send` over HTTP/2 (h2c), as FCM is reached."""
+        return self.h2.url
 
-    control_url = url
+    @property
+    def control_url(self) -> str:
+        """HTTP/1.1: the control API, the token endpoint, and `messages:send` again for HTTP/1.1 clients."""
+        return self._server.url
 
     @property
     def token_url(self) -> str:
-        return f"{self.url}/token"
+        return f"{self.control_url}/token"
 
     def service_account_info(self) -> dict[str, Any]:
         pem = self.key.private_bytes(
@@ -110,10 +123,12 @@ class FcmSandbox:
         }
 
     async def start(self) -> None:
+        await self.h2.start()
         await self._server.start()
 
     async def stop(self) -> None:
         self.state.stopping.set()
+        await self.h2.stop()
         await self._server.stop()
 
     async def __aenter__(self) -> FcmSandbox:
@@ -159,14 +174,32 @@ class FcmSandbox:
             raise jwt.InvalidTokenError(f"scope must include {SCOPE}")
         return claims
 
-    async def _send(self, request: Request) -> Response:
-        authorization = request.headers.get("authorization", "")
+    async def _send_http1(self, request: Request) -> Response:
+        status, headers, body, delay = self.send_message(
+            request.headers, request.path_params["project"], await request.body()
+        )
+        await self.state.pause(delay)
+        return Response(body, status, headers)
+
+    def _send_h2(self, headers: dict[str, str], body: bytes, connection: int) -> Answer:
+        match = SEND_PATH.fullmatch(headers.get(":path", ""))
+        if headers.get(":method") != "POST" or match is None:
+            return 404, JSON, b'{"error": {"code": 404, "status": "NOT_FOUND"}}', 0.0
+        return self.send_message(headers, match.group(1), body)
+
+    def send_message(self, headers: Mapping[str, str], project: str, raw: bytes) -> Answer:
+        """One `messages:send` as FCM answers it: (status, headers, body, delay), recorded."""
+        authorization = headers.get("authorization", "")
         expiry = self.tokens.get(authorization[7:]) if authorization.startswith("Bearer ") else None
         if expiry is None or self.state.clock() >= expiry:
-            return _unauthenticated()
-        if request.path_params["project"] != self.project_id:
+            body = {
+                "code": 401,
+                "message": "Request had invalid authentication credentials.",
+                "status": "UNAUTHENTICATED",
+            }
+            return 401, JSON, orjson.dumps({"error": body}), 0.0
+        if project != self.project_id:
             return fcm_error("SENDER_ID_MISMATCH", "Permission denied for this project.")
-        raw = await request.body()
         entry: dict[str, Any] = {"kind": "send", "body": raw.decode(errors="replace")}
         try:
             message = check_message(raw)
@@ -177,13 +210,12 @@ class FcmSandbox:
         token = str(message.get("token", ""))
         entry.update(token=token, message=message)
         rule = self.state.match(token)
-        if rule is not None:
-            await self.state.pause(rule.delay)
-            if rule.reason or rule.status != 200:
-                code = rule.reason or "INTERNAL"
-                entry.update(status=STATUS_OF.get(code, (rule.status,))[0], reason=code)
-                self.state.record(entry)
-                return fcm_error(code, f"sandbox rule: {code}", rule.retry_after)
+        delay = rule.delay if rule is not None else 0.0
+        if rule is not None and (rule.reason or rule.status != 200):
+            code = rule.reason or "INTERNAL"
+            entry.update(status=STATUS_OF.get(code, (rule.status,))[0], reason=code)
+            self.state.record(entry)
+            return fcm_error(code, f"sandbox rule: {code}", rule.retry_after, delay)
         if not re.fullmatch(r"[A-Za-z0-9_:\-]{20,4096}", token):
             entry.update(status=400, reason="INVALID_ARGUMENT")
             self.state.record(entry)
@@ -193,15 +225,4 @@ class FcmSandbox:
         self._sent += 1
         entry.update(status=200, reason="")
         self.state.record(entry)
-        return JSONResponse({"name": f"projects/{self.project_id}/messages/{self._sent}"})
-
-
-def _unauthenticated() -> Response:
-    body = {
-        "error": {
-            "code": 401,
-            "message": "Request had invalid authentication credentials.",
-            "status": "UNAUTHENTICATED",
-        }
-    }
-    return Response(orjson.dumps(body), status_code=401, media_type="application/json")
+        return 200, JSON, orjson.dumps({"name": f"projects/{self.project_id}/messages/{self._sent}"}), delay
