@@ -1,4 +1,22 @@
-"""Push providers (APNs, FCM, Web Push) behind one contract (base.py), built from Settings here."""
+"""Push providers (APNs, FCM, Web Push) behind one contract (base.py), built from Settings here.
+
+What every answer becomes (one table for all providers; the worker acts on the outcome):
+
+    delivered    APNs 200 | FCM 200 | Web Push 2xx
+    dead_token   APNs 410 Unregistered/ExpiredToken, 400 BadDeviceToken/DeviceTokenNotForTopic/TopicDisallowed
+                 | FCM UNREGISTERED, SENDER_ID_MISMATCH, INVALID_ARGUMENT naming the token
+                 | Web Push 404, 410, subscription keys that cannot work
+    retry_later  APNs 429, 5xx | FCM QUOTA_EXCEEDED (Retry-After, else 60 s), UNAVAILABLE, INTERNAL, 5xx
+                 | Web Push 429, 5xx | all: timeouts, lost connections; Retry-After honoured when present
+    credentials  APNs 403 (ExpiredProviderToken only after one refresh and resend), InvalidProviderToken...
+                 | FCM THIRD_PARTY_AUTH_ERROR, 401 after one fresh access token, 403, OAuth refused
+                 | Web Push 401, 403 (VAPID refused)
+    rejected     APNs 413 PayloadTooLarge, 400 BadTopic and other 4xx | FCM INVALID_ARGUMENT about the message,
+                 other 4xx | Web Push 413, 400, other 4xx, endpoints outside the allowed hosts
+    skipped      provider not configured (`not_configured`): no request is made
+
+Unknown answers never raise: unknown 5xx retry, unknown 4xx are rejected.
+"""
 
 from __future__ import annotations
 
