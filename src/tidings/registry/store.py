@@ -58,7 +58,8 @@ _KEPT_FOR_OWNER = ("id", "created_at", "last_used_at")
 
 
 def _device(row: Row[Any]) -> Device:
-    return Device(*(row._mapping[name] for name in _DEVICE_FIELDS))
+    # Every query selects _DEVICE_COLUMNS, in the dataclass's field order: positional is the cheap path.
+    return Device(*row)
 
 
 class DeviceStore:
