@@ -11,6 +11,7 @@ other comes back as retry_later.
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ class ApnsProvider(Provider):
         refresh_after: float = 40 * 60,
         client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.key_id, self.team_id, self.topic = key_id, team_id, topic
         self.base_url = base_url.rstrip("/")
@@ -95,6 +97,7 @@ class ApnsProvider(Provider):
                 missing.insert(0, f"a valid .p8 key ({exc})")
         self.missing = ", ".join(missing)
         self.timeout = timeout
+        self.ssl_context = ssl_context  # for https: default the system trust store
         # Our own HTTP/2 client by default (h2client.py says why); an httpx client or transport when injected.
         self._httpx = client or (
             make_client(http2_only=True, timeout=timeout, transport=transport) if transport else None
@@ -180,7 +183,7 @@ class ApnsProvider(Provider):
         base = self._base(target)
         pool = self._pools.get(base)
         if pool is None:
-            pool = self._pools[base] = Pool(base, connect_timeout=self.timeout)
+            pool = self._pools[base] = Pool(base, connect_timeout=self.timeout, ssl_context=self.ssl_context)
         if self._auth_block[0] != bearer:
             self._auth_block = (bearer, literal(b"authorization", bearer.encode()))
         headers = b"".join(

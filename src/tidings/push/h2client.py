@@ -399,7 +399,10 @@ class Connection(asyncio.Protocol):
 class Pool:
     """One live connection to one origin, replaced when it closes. `request` never blocks the loop."""
 
-    def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, *, connect_timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        """`ssl_context` for https (default: the system's trust store); ALPN is set to h2 on it."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -408,6 +411,7 @@ class Pool:
         default = (self.scheme == "https" and self.port == 443) or (self.scheme == "http" and self.port == 80)
         self.authority = self.host if default else f"{self.host}:{self.port}"
         self.connect_timeout = connect_timeout
+        self.ssl_context = ssl_context
         self.connections_opened = 0
         self._connection: Connection | None = None
         self._lock = asyncio.Lock()
@@ -415,7 +419,7 @@ class Pool:
     async def _connect(self) -> Connection:
         context = None
         if self.scheme == "https":
-            context = ssl.create_default_context()
+            context = self.ssl_context or ssl.create_default_context()
             context.set_alpn_protocols(["h2"])
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.connect_timeout):

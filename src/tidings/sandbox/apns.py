@@ -1,5 +1,7 @@
 """A local APNs: HTTP/2 with prior knowledge (h2c) on 127.0.0.1, built on `h2` over asyncio.
 
+TLS is optional (`ssl_context`: then `url` is https:// and ALPN offers h2, as Apple does).
+
 It checks what Apple checks (see apns_checks.py), answers Apple's statuses with `{"reason": ...}` bodies
 (410 adds `timestamp`), echoes or assigns `apns-id`, records every request, and obeys the control API on a
 separate HTTP/1.1 port (`control_url`): the rules of control.py, plus `POST /_sandbox/goaway`, which sends
@@ -9,6 +11,7 @@ recycles a connection.
 
 from __future__ import annotations
 
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -42,11 +45,12 @@ class ApnsSandbox:
         host: str = "127.0.0.1",
         port: int = 0,
         control_port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.state = SandboxState(clock)
         self.auth = ApnsAuth(key_id, team_id, public_key, clock)
         self.topics = topics
-        self.h2 = H2Server(self.handle, self.state.pause, host=host, port=port)
+        self.h2 = H2Server(self.handle, self.state.pause, host=host, port=port, ssl_context=ssl_context)
         routes = [*control_routes(self.state), Route("/_sandbox/goaway", self._goaway, methods=["POST"])]
         self._control = UvicornServer(Starlette(routes=routes), host=host, port=control_port)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import cast
 
@@ -117,9 +118,19 @@ class _Connection(asyncio.Protocol):
 
 class H2Server:
     def __init__(
-        self, handler: Handler, pause: Callable[[float], Awaitable[None]], *, host: str, port: int
+        self,
+        handler: Handler,
+        pause: Callable[[float], Awaitable[None]],
+        *,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """With `ssl_context`, HTTP/2 over TLS (ALPN h2 is set on it) instead of h2c."""
         self.handle = handler
+        self.ssl_context = ssl_context
+        if ssl_context is not None:
+            ssl_context.set_alpn_protocols(["h2"])
         self.pause = pause
         self.open: set[_Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -130,11 +141,13 @@ class H2Server:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), sock=self._sock)
+        self._server = await loop.create_server(
+            lambda: _Connection(self), sock=self._sock, ssl=self.ssl_context
+        )
 
     async def stop(self) -> None:
         """Call after the pause function has been told to stop, so delayed answers end at once."""
