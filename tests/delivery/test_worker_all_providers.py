@@ -161,7 +161,8 @@ async def test_a_hanging_provider_does_not_stall_the_other_providers(
     for d in phones:
         assert rows[d.id].outcome == "retry_later" and "timeout" in rows[d.id].reason
     assert elapsed < 5
-    assert (await queue.stats()).delayed == 1  # only the APNs devices will be retried
+    stats = await queue.stats()
+    assert stats.delayed + stats.due == 1  # one retry job, for the APNs devices only (jitter may be ~0 s)
 
 
 async def test_an_unconfigured_provider_is_skipped_cleanly(tmp_path: Path, clock: StepClock) -> None:
