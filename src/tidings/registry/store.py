@@ -16,6 +16,7 @@ channel rows of the previous owner: to the new owner it is a new device, and the
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -59,7 +60,8 @@ _KEPT_FOR_OWNER = ("id", "created_at", "last_used_at")
 
 def _device(row: Row[Any]) -> Device:
     # Every query selects _DEVICE_COLUMNS, in the dataclass's field order: positional is the cheap path.
-    return Device(*row)
+    values: tuple[Any, ...] = tuple(row)
+    return Device(*values)
 
 
 class DeviceStore:
@@ -109,7 +111,7 @@ class DeviceStore:
         channels = {f"role:{r}" for r in roles if _channel_ok(r)}
         channels |= {f"topic:{t}" for t in (*device.topics, *topics) if _channel_ok(t)}
         async with write_tx(self.engine) as conn:
-            row = (await conn.execute(self._upsert(values))).one()
+            row = (await conn.execute(self._upsert, values)).one()
             stored = _device(row)
             await conn.execute(delete(device_channels).where(device_channels.c.device_id == stored.id))
             if channels:
@@ -119,9 +121,11 @@ class DeviceStore:
                 )
         return stored, stored.id == new_id
 
-    def _upsert(self, values: dict[str, Any]) -> Any:
+    @functools.cached_property
+    def _upsert(self) -> Any:
+        # Built once: constructing this statement costs more than running it; values are bound per call.
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        ins = dialect.insert(devices).values(**values)
+        ins = dialect.insert(devices)
         same_owner = devices.c.user_id == ins.excluded.user_id
         set_: dict[str, Any] = {name: ins.excluded[name] for name in _REFRESHED}
         for name in _KEPT_FOR_OWNER:
