@@ -32,6 +32,8 @@ from tidings.push.webpush import WebPushProvider
 from . import phases
 from .phases import Phase
 
+RESPONDER_ROW = "tidings Web Push (HTTP/2) -> minimal responder"
+
 
 def _pin(cpu: int) -> None:
     if hasattr(os, "sched_setaffinity") and cpu < (os.cpu_count() or 1):
@@ -47,19 +49,18 @@ def start_sandbox(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+    proc = start_process("bench.push.serve", str(public), str(subscriptions), "1")
+    assert proc.stdout is not None
+    return proc, json.loads(proc.stdout.readline())
+
+
+def start_process(module: str, *args: str) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(Path.cwd() / "src"), os.environ.get("PYTHONPATH", "")]),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.push.serve", str(public), str(subscriptions), "1"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    return proc, json.loads(proc.stdout.readline())
+    command = [sys.executable, "-m", module, *args]
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
 
 async def measure(args: argparse.Namespace, info: dict, server: psutil.Process, pem: bytes) -> list[Phase]:
@@ -95,6 +96,24 @@ async def measure(args: argparse.Namespace, info: dict, server: psutil.Process, 
     send, session = phases.pywebpush_sender(vapid, info["subscriptions_http1"])
     results.append(await phases.run_phase("pywebpush 2.5 (aiohttp, HTTP/1.1)", send, **run))
     await session.close()
+
+    # The same Web Push sender against a responder that checks nothing: the sender runs flat out.
+    responder = start_process("bench.push.responder", "1")
+    assert responder.stdout is not None
+    port = int(responder.stdout.readline())
+    subs = [
+        {**sub, "endpoint": f"http://127.0.0.1:{port}/push/{i}"}
+        for i, sub in enumerate(info["subscriptions"])
+    ]
+    webpush = WebPushProvider(
+        vapid_key=vapid, subject="mailto:bench@example.com", clock=time.time, http_hosts=["127.0.0.1"]
+    )
+    run["server"] = psutil.Process(responder.pid)
+    results.append(await phases.run_phase(RESPONDER_ROW, phases.tidings_webpush(webpush, subs), **run))
+    await webpush.aclose()
+    assert responder.stdin is not None
+    responder.stdin.close()
+    responder.wait(10)
     return results
 
 
@@ -112,7 +131,7 @@ def report(results: list[Phase], args: argparse.Namespace) -> str:
             f"| {r.name} | {r.sent} | {r.ok} | {r.rate:,.0f} | {r.client_us:,.0f} | {r.cpu_rate:,.0f} | "
             f"{r.server_us:,.0f} |"
         )
-    t_apns, aio = by["tidings APNs (HTTP/2)"], by["aioapns 4.0 (HTTP/2)"]
+    t_apns, aio, fast = by["tidings APNs (HTTP/2)"], by["aioapns 4.0 (HTTP/2)"], by[RESPONDER_ROW]
     t_web, pyw, enc = (
         by["tidings Web Push (HTTP/2)"],
         by["pywebpush 2.5 (aiohttp, HTTP/1.1)"],
@@ -126,6 +145,8 @@ def report(results: list[Phase], args: argparse.Namespace) -> str:
         f"| tidings Web Push / pywebpush | {t_web.rate / pyw.rate:.2f}x | {t_web.cpu_rate / pyw.cpu_rate:.2f}x | |",
         f"| tidings Web Push / bare encryption | {t_web.rate / enc.rate:.0%} | {t_web.cpu_rate / enc.cpu_rate:.0%} "
         "| >= 80% |",
+        f"| same, sender flat out (minimal responder) | {fast.rate / enc.rate:.0%} | "
+        f"{fast.cpu_rate / enc.cpu_rate:.0%} | >= 80% |",
     ]
     return "\n".join(lines)
 
