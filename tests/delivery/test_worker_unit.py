@@ -311,3 +311,25 @@ async def test_mark_used_is_chunked_under_driver_parameter_limits(clock: StepClo
     await rig.run(push_job(("u9",)))
     assert [len(ids) for ids in rig.store.used] == [5000, 5000, 2000]
     assert len(rig.log.batches) == 1 and len(rig.log.rows) == 12_000
+
+
+async def test_leases_are_renewed_while_stopping_gracefully(clock: StepClock) -> None:
+    gate = asyncio.Event()
+
+    async def slow(target: Target) -> Result:
+        gate.set()
+        await asyncio.sleep(0.8)  # longer than the 0.3 s visibility timeout
+        return Result(Outcome.delivered)
+
+    rig = Rig(clock, {"a1": slow}, burst=False, grace_seconds=5, heartbeat_seconds=0.1, poll_seconds=0.05)
+    rig.queue = MemoryQueue(QueueOptions(visibility_timeout=0.3, clock=clock))
+    rig.worker.queue = rig.queue
+    await rig.queue.enqueue(push_job())
+    async with asyncio.timeout(10):
+        running = asyncio.create_task(rig.worker.run())
+        await gate.wait()
+        rig.worker.stop()
+        await asyncio.sleep(0.5)
+        assert await rig.queue.reserve("another-worker", block_seconds=0) == []  # still ours
+        await running
+    assert rig.worker.counters["jobs.complete"] == 1 and await rig.queue.depth() == 0

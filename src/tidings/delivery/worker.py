@@ -120,11 +120,11 @@ class Worker:
             if self._handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     asyncio.get_running_loop().remove_signal_handler(sig)
+            await self._drain()  # leases keep being renewed meanwhile: the grace may outlast the timeout
+            await self.writer.close()
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-            await self._drain()
-            await self.writer.close()
             self._done.set()
 
     def _on_signal(self, sig: signal.Signals) -> None:
@@ -146,9 +146,15 @@ class Worker:
                 task = asyncio.create_task(self._process(lease), name=f"push-{lease.job.event_id}")
                 self._running[task] = lease
                 task.add_done_callback(self._running.pop)
-            idle = self.burst and not leases and not self._running
-            if idle and (await self.queue.stats()).outstanding == 0:
+            if self.burst and not leases and not self._running and await self._nothing_left():
                 return
+
+    async def _nothing_left(self) -> bool:
+        try:
+            return (await self.queue.stats()).outstanding == 0
+        except Exception:  # cannot tell: keep going (the next reserve backs off if the broker is down)
+            logger.exception("reading queue stats failed")
+            return False
 
     async def _reserve(self, free: int) -> list[Lease]:
         # Short blocks in burst mode: "empty" must be noticed quickly. Otherwise poll_seconds bounds how long
