@@ -7,8 +7,9 @@ import asyncio
 import hpack
 import pytest
 
-from tidings.push.h2client import H2Unsupported, Pool, encode_headers
+from tidings.push.h2client import H2Unsupported, encode_headers
 from tidings.push.h2frames import integer, quick_status
+from tidings.push.h2pool import Pool
 from tidings.sandbox.control import SandboxState
 from tidings.sandbox.h2server import Answer, H2Server
 from tidings.sandbox.webpush import WebPushSandbox

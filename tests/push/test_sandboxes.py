@@ -13,7 +13,8 @@ from push_helpers import DEVICE, KEY_ID, TEAM_ID, TOPIC, note
 
 from tidings.push.base import Outcome, Target
 from tidings.push.fcm import FcmProvider
-from tidings.push.h2client import Pool, encode_headers
+from tidings.push.h2client import encode_headers
+from tidings.push.h2pool import Pool
 from tidings.sandbox.apns import ApnsSandbox
 from tidings.sandbox.fcm import FcmSandbox
 

@@ -17,7 +17,8 @@ from push_helpers import DEVICE, KEY_ID, TEAM_ID, TOPIC, note
 
 from tidings.push.apns import ApnsProvider
 from tidings.push.base import Outcome, Target
-from tidings.push.h2client import H2Unsupported, Pool
+from tidings.push.h2client import H2Unsupported
+from tidings.push.h2pool import Pool
 from tidings.sandbox.apns import ApnsSandbox
 
 

@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from . import payloads
 from ._http import DEFAULT_TIMEOUT, make_client, network_failure, parse_retry_after
 from .base import NOT_CONFIGURED, Notification, Outcome, Provider, Result, Target
-from .h2client import H2Error, Pool, encode_headers, literal
+from .h2client import H2Error, encode_headers, literal
+from .h2pool import Pool
 
 PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"

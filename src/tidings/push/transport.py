@@ -15,7 +15,8 @@ import httpx
 
 from ._http import network_failure
 from .base import Outcome, Result
-from .h2client import H2Error, H2Unsupported, Pool
+from .h2client import H2Error, H2Unsupported
+from .h2pool import Pool
 
 MAX_POOLS = 64  # origins with an open HTTP/2 connection (real deployments see a handful)
 
