@@ -19,8 +19,10 @@ def sandbox(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     apns_port: Annotated[int, typer.Option(help="APNs HTTP/2 port (0: any free port).")] = 2197,
     apns_control_port: Annotated[int, typer.Option(help="APNs control port (HTTP/1.1).")] = 2198,
-    fcm_port: Annotated[int, typer.Option(help="FCM port.")] = 8470,
-    webpush_port: Annotated[int, typer.Option(help="Web Push port.")] = 8471,
+    fcm_port: Annotated[int, typer.Option(help="FCM messages:send port (HTTP/2).")] = 8470,
+    fcm_control_port: Annotated[int, typer.Option(help="FCM token endpoint and control (HTTP/1.1).")] = 8471,
+    webpush_port: Annotated[int, typer.Option(help="Web Push endpoints port (HTTP/2).")] = 8472,
+    webpush_control_port: Annotated[int, typer.Option(help="Web Push control, HTTP/1.1 endpoints.")] = 8473,
 ) -> None:
     """Start all three sandboxes, print their URLs and the TIDINGS_* variables that point tidings at them."""
     from ..sandbox.run import serve
@@ -33,6 +35,8 @@ def sandbox(
             apns_port=apns_port,
             control_port=apns_control_port,
             fcm_port=fcm_port,
+            fcm_control_port=fcm_control_port,
             webpush_port=webpush_port,
+            webpush_control_port=webpush_control_port,
         )
     )

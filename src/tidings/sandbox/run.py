@@ -59,7 +59,9 @@ async def start_all(
     apns_port: int = 0,
     control_port: int = 0,
     fcm_port: int = 0,
+    fcm_control_port: int = 0,
     webpush_port: int = 0,
+    webpush_control_port: int = 0,
 ) -> Sandboxes:
     apns_path = directory / "apns_key.p8"
     apns_key = serialization.load_pem_private_key(
@@ -80,8 +82,8 @@ async def start_all(
         port=apns_port,
         control_port=control_port,
     )
-    fcm = FcmSandbox(project_id=PROJECT, key=fcm_key, host=host, port=fcm_port)
-    webpush = WebPushSandbox(host=host, port=webpush_port)
+    fcm = FcmSandbox(project_id=PROJECT, key=fcm_key, host=host, port=fcm_port, http1_port=fcm_control_port)
+    webpush = WebPushSandbox(host=host, port=webpush_port, http1_port=webpush_control_port)
     for sandbox in (apns, fcm, webpush):
         await sandbox.start()
     fcm_path.write_text(json.dumps(fcm.service_account_info(), indent=2))
@@ -107,11 +109,13 @@ async def start_all(
 def describe(sandboxes: Sandboxes) -> str:
     s = sandboxes
     lines = [
-        f"APNs      {s.apns.url}  (HTTP/2 prior knowledge; control {s.apns.control_url}/_sandbox/...)",
-        f"FCM       {s.fcm.url}  (token endpoint {s.fcm.token_url})",
-        f"Web Push  {s.webpush.url}  (new subscription: curl -X POST {s.webpush.url}/_sandbox/subscriptions)",
+        "           service (HTTP/2, prior knowledge)   control (HTTP/1.1: /_sandbox/...)",
+        f"APNs       {s.apns.url:<36}{s.apns.control_url}",
+        f"FCM        {s.fcm.url:<36}{s.fcm.control_url}   (token endpoint {s.fcm.token_url})",
+        f"Web Push   {s.webpush.url:<36}{s.webpush.control_url}   (endpoints also answer HTTP/1.1 there)",
         "",
-        "Records: GET <control>/_sandbox/records   Failures: POST <control>/_sandbox/rules",
+        f"New Web Push subscription: curl -X POST {s.webpush.control_url}/_sandbox/subscriptions",
+        "Records: GET <control>/_sandbox/records[?token=]   Failures: POST <control>/_sandbox/rules",
         '  e.g. curl -X POST <control>/_sandbox/rules -d \'{"token": "<device token>", "status": 410, '
         '"reason": "Unregistered"}\'',
         "",
