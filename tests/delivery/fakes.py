@@ -34,6 +34,7 @@ class FakeStore:
         self.devices = {d.id: d for d in devices}
         self.used: list[list[str]] = []
         self.disabled: list[tuple[str, str, str]] = []
+        self.seen_before: list[float | None] = []
         self.fail_lookups = 0
 
     async def list_active_for_audience(
@@ -54,8 +55,11 @@ class FakeStore:
     async def get(self, device_id: str) -> FakeDevice | None:
         return self.devices.get(device_id)
 
-    async def disable(self, provider: str, token: str, reason: str) -> bool:
+    async def disable(
+        self, provider: str, token: str, reason: str, *, seen_before: float | None = None
+    ) -> bool:
         self.disabled.append((provider, token, reason))
+        self.seen_before.append(seen_before)
         for d in self.devices.values():
             if d.provider == provider and d.token == token:
                 self.devices[d.id] = replace(d, disabled_at=datetime.now(UTC), disabled_reason=reason)

@@ -168,3 +168,23 @@ async def test_a_missing_provider_is_skipped_cleanly(
     assert (rows[android.id].outcome, rows[android.id].reason) == ("skipped", "not_configured")
     assert rows[phone.id].outcome == "delivered"
     assert await queue.depth() == 0 and (await rig.store.get(android.id)).disabled_at is None  # type: ignore[union-attr]
+
+
+async def test_a_token_registered_again_while_its_410_was_in_flight_stays_enabled(
+    rig: ApnsRig, queue: MemoryQueue, apns: ApnsProvider
+) -> None:
+    phone = await rig.register("u1")
+    rig.rule(phone.token, 410, "Unregistered", delay=0.5)  # the answer about the old install is slow
+    await queue.enqueue(order_job(["u1"]))
+    worker = rig.worker(queue, {"apns": apns})
+    async with asyncio.timeout(10):
+        running = asyncio.create_task(worker.run())
+        while not rig.received(phone.token):
+            await asyncio.sleep(0.01)
+        again = await rig.register("u1", token=phone.token)  # the reinstalled app registers the same token
+        await running
+    assert again.id == phone.id
+    device = await rig.store.get(phone.id)
+    assert device is not None and device.disabled_at is None
+    [row] = await rig.log.query(event_id="ev-1")
+    assert row.outcome == "dead_token"  # the log still says what Apple answered

@@ -333,3 +333,11 @@ async def test_leases_are_renewed_while_stopping_gracefully(clock: StepClock) ->
         assert await rig.queue.reserve("another-worker", block_seconds=0) == []  # still ours
         await running
     assert rig.worker.counters["jobs.complete"] == 1 and await rig.queue.depth() == 0
+
+
+async def test_dead_token_is_disabled_only_if_not_registered_again_since_the_send(clock: StepClock) -> None:
+    rig = Rig(clock, {"a2": Result(Outcome.dead_token, "Unregistered", status=410)})
+    before = clock()
+    await rig.run(push_job())
+    [seen_before] = rig.store.seen_before
+    assert seen_before is not None and before <= seen_before <= clock()

@@ -22,6 +22,8 @@ from tidings.push.spec import PushSpec
 
 logger = logging.getLogger("tidings.delivery")
 
+LOOKUP_CONCURRENCY = 8
+
 
 class DeviceLike(Protocol):
     """The fields of a registry Device the worker reads."""
@@ -51,7 +53,9 @@ class DeviceSource(Protocol):
         self, *, users: Sequence[str], roles: Sequence[str], topics: Sequence[str], broadcast: bool
     ) -> Sequence[Any]: ...
     async def get(self, device_id: str) -> Any: ...
-    async def disable(self, provider: str, token: str, reason: str) -> Any: ...
+    async def disable(
+        self, provider: str, token: str, reason: str, *, seen_before: float | None = None
+    ) -> Any: ...
     async def mark_used(self, ids: Sequence[str]) -> Any: ...
 
 
@@ -62,6 +66,7 @@ class Attempt:
     device: DeviceLike
     result: Result
     latency_ms: float | None
+    sent_at: float | None = None  # epoch seconds the request started (None: nothing was sent)
 
 
 def target_of(device: DeviceLike) -> Target:
@@ -92,6 +97,7 @@ class Dispatcher:
         providers: Mapping[str, Provider],
         concurrency: int,
         send_timeout: float,
+        clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.devices = devices
@@ -99,12 +105,14 @@ class Dispatcher:
         self.concurrency = concurrency
         self.send_timeout = send_timeout
         self._monotonic = monotonic
+        self._clock = clock
+        self._lookups = asyncio.Semaphore(LOOKUP_CONCURRENCY)
         self._limits: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(concurrency))
 
     async def resolve(self, job: PushJob) -> list[DeviceLike]:
         """The devices this attempt is for: the audience's active devices, or a retry's named subset."""
         if job.device_ids is not None:
-            found = await asyncio.gather(*(self.devices.get(i) for i in job.device_ids))
+            found = await asyncio.gather(*(self._get(i) for i in job.device_ids))
             return [d for d in found if _is_active(d)]
         a = job.audience
         found_list = await self.devices.list_active_for_audience(
@@ -114,6 +122,11 @@ class Dispatcher:
             broadcast=bool(a.get("broadcast", False)),
         )
         return list(found_list)
+
+    async def _get(self, device_id: str) -> Any:
+        # Bounded: a retry of thousands of devices must not take every pooled database connection at once.
+        async with self._lookups:
+            return await self.devices.get(device_id)
 
     async def send(self, job: PushJob, spec: PushSpec, devices: Sequence[DeviceLike]) -> list[Attempt]:
         """Send to every device, each provider's payload built once; never raises for a device's sake."""
@@ -158,7 +171,7 @@ class Dispatcher:
         return attempts
 
     async def _send_one(self, provider: Provider, device: DeviceLike, prepared: Any) -> Attempt:
-        started = self._monotonic()
+        sent_at, started = self._clock(), self._monotonic()
         try:
             async with asyncio.timeout(self.send_timeout):
                 result = await provider.send(target_of(device), prepared)
@@ -169,7 +182,7 @@ class Dispatcher:
             result = Result(Outcome.retry_later, f"error: {type(exc).__name__}: {exc}")
         if not isinstance(result, Result):
             result = Result(Outcome.retry_later, f"error: provider returned {type(result).__name__}")
-        return Attempt(device, result, (self._monotonic() - started) * 1000.0)
+        return Attempt(device, result, (self._monotonic() - started) * 1000.0, sent_at)
 
     async def apply(self, attempts: Sequence[Attempt]) -> None:
         """Registry effects that cannot wait: disable dead tokens; alert on refused credentials.
@@ -191,6 +204,10 @@ class Dispatcher:
             )
         for a in dead:
             try:
-                await self.devices.disable(a.device.provider, a.device.token, a.result.reason or "dead_token")
+                # seen_before: a device that registered again after we sent (app reinstalled, same token) keeps
+                # its fresh registration instead of being disabled by an answer about the old one.
+                await self.devices.disable(
+                    a.device.provider, a.device.token, a.result.reason or "dead_token", seen_before=a.sent_at
+                )
             except Exception:
                 logger.exception("disabling device %s failed", a.device.id)

@@ -73,7 +73,11 @@ class Worker:
         self.policy = retry_policy or RetryPolicy(max_attempts=max_attempts)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
         self.dispatcher = Dispatcher(
-            devices=devices, providers=providers, concurrency=concurrency, send_timeout=send_timeout
+            devices=devices,
+            providers=providers,
+            concurrency=concurrency,
+            send_timeout=send_timeout,
+            clock=clock,
         )
         self.writer = GroupWriter(devices, log)
         self.counters: Counter[str] = Counter()
