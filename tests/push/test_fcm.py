@@ -63,7 +63,12 @@ async def test_alert_message_shape(fcm: FcmProvider, fcm_sandbox: FcmSandbox, cl
         "urgent": "true",
     }
     assert message["notification"] == {"title": "T", "body": "B"}
-    assert message["android"] == {"priority": "HIGH", "ttl": "120s", "collapse_key": "order-42"}
+    assert message["android"] == {
+        "priority": "HIGH",
+        "ttl": "120s",
+        "collapse_key": "order-42",
+        "notification": {"tag": "order-42"},
+    }
     headers = message["apns"]["headers"]
     assert headers["apns-push-type"] == "alert" and headers["apns-priority"] == "10"
     assert headers["apns-collapse-id"] == "order-42"

@@ -150,3 +150,23 @@ async def test_fcm_sandbox_refuses_a_malformed_message(fcm_sandbox: FcmSandbox, 
     assert response.status_code == 400
     assert response.json()["error"]["details"][0]["errorCode"] == "INVALID_ARGUMENT"
     assert unauthenticated.status_code == 401
+
+
+async def test_apns_sandbox_limits_provider_token_updates(
+    apns_sandbox: ApnsSandbox, apns_key: ec.EllipticCurvePrivateKey
+) -> None:
+    pool = Pool(apns_sandbox.url)
+    path, body = f"/3/device/{DEVICE}".encode(), b'{"aps":{"alert":"x"}}'
+
+    def headers(iat: float) -> bytes:
+        return encode_headers(
+            {"apns-topic": TOPIC, "apns-push-type": "alert", "authorization": bearer(apns_key, iat)}.items()
+        )
+
+    try:
+        first = await pool.request(path, headers(time.time() - 60), body, 5.0)
+        second = await pool.request(path, headers(time.time()), body, 5.0)  # a new token a minute later
+    finally:
+        await pool.aclose()
+    assert first.status == 200
+    assert (second.status, orjson.loads(second.body)["reason"]) == (429, "TooManyProviderTokenUpdates")

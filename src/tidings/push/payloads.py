@@ -163,6 +163,9 @@ def fcm_message(note: Notification, now: float) -> dict[str, Any]:
         android["ttl"] = f"{spec.ttl}s"
     if collapse:
         android["collapse_key"] = collapse
+    if spec.mode == "alert" and (spec.sound or collapse):
+        # Android shows one notification per tag (a thread or collapse key) and plays `sound` if given.
+        android["notification"] = {k: v for k, v in (("sound", spec.sound), ("tag", collapse)) if v}
     apns_headers = {"apns-push-type": apns_push_type(note), "apns-priority": apns_priority(note)}
     if spec.ttl is not None:
         apns_headers["apns-expiration"] = "0" if spec.ttl == 0 else str(int(now) + spec.ttl)

@@ -109,9 +109,11 @@ class ApnsSandbox:
                 raise Refusal(rule.status, rule.reason or "InternalServerError")
             method, path = headers.get(":method", ""), headers.get(":path", "")
             _, entry["payload"], entry["jwt"] = check_request(
-                method, path, headers, body, auth=self.auth, topics=self.topics
+                method, path, headers, body, auth=self.auth, topics=self.topics, connection=connection
             )
         except Refusal as refusal:
+            if refusal.reason == "ExpiredProviderToken":  # also when a rule said so: a new token is due
+                self.auth.expired(connection)
             entry.update(status=refusal.status, reason=refusal.reason)
             self.state.record(entry)
             answer: dict[str, Any] = {"reason": refusal.reason}

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 MAX_PAYLOAD = 4096
 TOKEN_MAX_AGE = 3600  # Apple rejects provider tokens issued more than an hour ago
+MIN_TOKEN_ROTATION = 20 * 60  # ...and answers 429 TooManyProviderTokenUpdates to faster rotation
 PUSH_TYPES = frozenset(
     {
         "alert",
@@ -53,8 +54,10 @@ class ApnsAuth:
     public_key: ec.EllipticCurvePublicKey
     clock: Callable[[], float]
     _verified: dict[str, float] = field(default_factory=dict)
+    # connection -> (its current token, when that token was first seen, whether we called it expired)
+    _in_use: dict[int, tuple[str, float, bool]] = field(default_factory=dict)
 
-    def check(self, authorization: str | None) -> dict[str, Any]:
+    def check(self, authorization: str | None, connection: int = 0) -> dict[str, Any]:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise Refusal(403, "MissingProviderToken")
         token = authorization[7:].strip()
@@ -65,8 +68,27 @@ class ApnsAuth:
                 self._verified.clear()
             self._verified[token] = iat
         if self.clock() - iat > TOKEN_MAX_AGE:
+            self.expired(connection)
             raise Refusal(403, "ExpiredProviderToken")
+        self._rotation(token, connection)
         return {"kid": self.key_id, "iss": self.team_id, "iat": iat}
+
+    def _rotation(self, token: str, connection: int) -> None:
+        """Apple's rule: a new token at most every 20 minutes, unless it has just called the old one expired."""
+        now = self.clock()
+        current = self._in_use.get(connection)
+        if current is not None and current[0] != token:
+            if not current[2] and now - current[1] < MIN_TOKEN_ROTATION:
+                raise Refusal(429, "TooManyProviderTokenUpdates")
+            current = None
+        if current is None:
+            self._in_use[connection] = (token, now, False)
+
+    def expired(self, connection: int) -> None:
+        """Remember that this connection was told its token expired: replacing it at once is then expected."""
+        current = self._in_use.get(connection)
+        if current is not None:
+            self._in_use[connection] = (current[0], current[1], True)
 
     def _verify(self, token: str) -> float:
         try:
@@ -95,6 +117,7 @@ def check_request(
     *,
     auth: ApnsAuth,
     topics: frozenset[str] | None,
+    connection: int = 0,
 ) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """Validate one request; return (device token, payload, jwt claims) or raise Refusal."""
     if not path.startswith("/3/device/"):
@@ -104,7 +127,7 @@ def check_request(
     token = path[len("/3/device/") :]
     if not token:
         raise Refusal(400, "MissingDeviceToken")
-    claims = auth.check(headers.get("authorization"))
+    claims = auth.check(headers.get("authorization"), connection)
     if not DEVICE_TOKEN.fullmatch(token):
         raise Refusal(400, "BadDeviceToken")
     _check_headers(headers, topics)
