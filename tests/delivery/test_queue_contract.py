@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tidings.delivery.queue import PushJob, Queue
+from tidings.delivery.queue import PushJob, Queue, QueueOptions
 
 from .conftest import StepClock
 
@@ -205,3 +205,33 @@ async def test_redis_entry_no_worker_can_read_is_dead_lettered_not_retried_forev
         await queue.close()
         await drop_prefix(client, redis_prefix)
         await client.aclose()
+
+
+async def test_a_full_memory_queue_refuses_rather_than_grows() -> None:
+    import pytest
+
+    from tidings.delivery.queue_memory import MemoryQueue
+    from tidings.errors import BusUnavailable
+
+    queue = MemoryQueue(QueueOptions(max_jobs=2))
+    await queue.enqueue(job("a"))
+    await queue.enqueue(job("b"), delay=60)
+    with pytest.raises(BusUnavailable, match="full"):
+        await queue.enqueue(job("c"))
+    [lease] = await queue.reserve("c1", block_seconds=0.1)
+    await queue.retry(lease, lease.job, 0)  # an accepted job is never refused on its way back
+    assert await queue.depth() == 2
+
+
+async def test_redis_down_is_bus_unavailable_for_the_publisher() -> None:
+    import pytest
+
+    from tidings.delivery.queue_redis import RedisQueue
+    from tidings.errors import BusUnavailable
+
+    queue = RedisQueue("redis://127.0.0.1:1/0", prefix="nowhere")
+    try:
+        with pytest.raises(BusUnavailable, match="push queue unavailable"):
+            await queue.enqueue(job())
+    finally:
+        await queue.close()

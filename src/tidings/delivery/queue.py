@@ -109,6 +109,7 @@ class QueueStats:
 class QueueOptions:
     visibility_timeout: float = 60.0  # seconds a lease may stay unacked before another worker reclaims it
     dead_letter_max: int = 100_000  # dead letters are for inspection; cap them rather than grow forever
+    max_jobs: int = 100_000  # memory queue only: waiting jobs beyond this are refused (BusUnavailable)
     clock: Clock = field(default=time.time)
 
 
@@ -121,7 +122,7 @@ class Queue(ABC):
 
     @abstractmethod
     async def enqueue(self, job: PushJob, *, delay: float = 0.0) -> None:
-        """Add a job, ready now or after `delay` seconds."""
+        """Add a job, ready now or after `delay` seconds; BusUnavailable when it cannot be accepted."""
 
     @abstractmethod
     async def reserve(self, consumer: str, count: int = 1, block_seconds: float = 1.0) -> list[Lease]:

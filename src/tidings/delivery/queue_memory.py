@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from tidings.delivery.queue import DeadLetter, Lease, PushJob, Queue, QueueOptions, QueueStats
+from tidings.errors import BusUnavailable
 
 
 @dataclass(slots=True)
@@ -46,6 +47,9 @@ class MemoryQueue(Queue):
         )
 
     async def enqueue(self, job: PushJob, *, delay: float = 0.0) -> None:
+        if len(self._ready) + len(self._delayed) >= self._options.max_jobs:
+            # Backpressure, not silent loss and not unbounded memory: the publisher gets a 503 and retries.
+            raise BusUnavailable(f"push queue full ({self._options.max_jobs} jobs waiting)")
         self._schedule(job, delay)
         async with self._changed:
             self._changed.notify_all()
@@ -105,7 +109,9 @@ class MemoryQueue(Queue):
 
     async def retry(self, lease: Lease, job: PushJob, delay: float) -> None:
         self._in_flight.pop(lease.id, None)
-        await self.enqueue(job, delay=delay)
+        self._schedule(job, delay)  # never refused: the job was already accepted
+        async with self._changed:
+            self._changed.notify_all()
 
     async def dead_letter(self, lease: Lease, job: PushJob, reason: str) -> None:
         self._in_flight.pop(lease.id, None)

@@ -19,9 +19,10 @@ import os
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from tidings.delivery.queue import DeadLetter, Lease, PushJob, Queue, QueueOptions, QueueStats
+from tidings.errors import BusUnavailable
 
 GROUP = "workers"
 _PROMOTE_BATCH = 100
@@ -113,10 +114,13 @@ class RedisQueue(Queue):
         return gone
 
     async def enqueue(self, job: PushJob, *, delay: float = 0.0) -> None:
-        if delay > 0:
-            await self._redis.zadd(self.delayed_key, {self._member(job): self._clock() + delay})
-        else:
-            await self._redis.xadd(self.stream, {"job": job.to_bytes()})
+        try:
+            if delay > 0:
+                await self._redis.zadd(self.delayed_key, {self._member(job): self._clock() + delay})
+            else:
+                await self._redis.xadd(self.stream, {"job": job.to_bytes()})
+        except RedisError as exc:  # the publisher's boundary: our error, so the API can answer 503
+            raise BusUnavailable(f"push queue unavailable: {exc}") from exc
 
     @staticmethod
     def _member(job: PushJob) -> bytes:
