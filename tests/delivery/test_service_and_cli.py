@@ -186,3 +186,23 @@ async def test_deliveries_cli_lists_dead_letters_on_redis(tmp_path: Path, redis_
         await queue.close()
         await drop_prefix(client, redis_prefix)
         await client.aclose()
+
+
+def test_worker_refuses_to_start_on_an_unmigrated_database(tmp_path: Path) -> None:
+    from tidings.cli import worker as worker_cli
+
+    env = {
+        "TIDINGS_DATA_DIR": str(tmp_path),
+        "TIDINGS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}",
+        "TIDINGS_BUS_URL": REDIS_URL,
+    }
+    result = CliRunner().invoke(worker_cli.app, ["--burst"], env=env)
+    assert result.exit_code == 2
+    assert "schema is at nothing" in result.output and "tidings db upgrade" in result.output
+
+
+def test_worker_explains_that_the_memory_bus_runs_it_in_process(tmp_path: Path) -> None:
+    from tidings.cli import worker as worker_cli
+
+    result = CliRunner().invoke(worker_cli.app, [], env={"TIDINGS_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 2 and "tidings serve" in result.output

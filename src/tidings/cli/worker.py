@@ -20,7 +20,7 @@ def worker(
     burst: bool = typer.Option(False, "--burst", help="Exit once no job is ready (scripts and tests)."),
 ) -> None:
     """Take push jobs from the queue and deliver them; SIGTERM finishes or hands back running jobs."""
-    from tidings.delivery.service import run_worker_process
+    from tidings.delivery.service import SchemaNotReady, run_worker_process
     from tidings.logs import configure_logging
 
     try:
@@ -36,5 +36,9 @@ def worker(
         )
         raise typer.Exit(2)
     configure_logging(settings)
-    worker = asyncio.run(run_worker_process(settings, burst=burst))
+    try:
+        worker = asyncio.run(run_worker_process(settings, burst=burst))
+    except SchemaNotReady as exc:
+        typer.echo(f"tidings worker: {exc}", err=True)
+        raise typer.Exit(2) from exc
     typer.echo(repr(worker), err=True)

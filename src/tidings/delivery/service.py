@@ -19,8 +19,11 @@ from tidings.delivery.dispatch import DeviceSource
 from tidings.delivery.log import DeliveryLog
 from tidings.delivery.queue import Queue, create_queue
 from tidings.delivery.worker import Worker
+from tidings.errors import TidingsError
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from tidings.config import Settings
     from tidings.push.base import Provider
 
@@ -127,6 +130,23 @@ async def start_in_process_worker(
     return RunningWorker(worker, task, owned, helpers)
 
 
+class SchemaNotReady(TidingsError):
+    """The database is not at the newest migration; the worker would fail every job."""
+
+
+async def _require_schema(engine: AsyncEngine) -> None:
+    # Fail at start with the fix, rather than retry and dead-letter every job on "no such table".
+    from tidings import db
+
+    url = engine.url.render_as_string(hide_password=False)
+    current, head = await db.current(url, engine=engine), db.head_revision()
+    if current != head:
+        raise SchemaNotReady(
+            f"the database schema is at {current or 'nothing'}, the worker needs {head}: "
+            "run `tidings db upgrade` (or start `tidings serve` once with SQLite)"
+        )
+
+
 async def run_worker_process(
     settings: Settings, *, burst: bool = False, clock: Callable[[], float] = time.time
 ) -> Worker:
@@ -135,6 +155,11 @@ async def run_worker_process(
     from tidings.registry.store import DeviceStore
 
     engine = db.create_engine(settings.effective_database_url)
+    try:
+        await _require_schema(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
     queue = create_queue(settings, clock=clock)
     providers = build_providers(settings, clock)
     log = DeliveryLog(engine, clock=clock, retention_days=settings.delivery_log_retention_days)
