@@ -105,3 +105,21 @@ async def test_a_silent_connection_is_abandoned_after_a_timeout() -> None:
         await pool.aclose()
         await stop(server, state)
     assert pool.connections_opened == 2
+
+
+async def test_a_cancelled_request_frees_its_stream_at_once() -> None:
+    server, state = await echo_server((200, {}, b"", 30.0))
+    pool = Pool(server.url)
+    try:
+        task = asyncio.create_task(pool.request(b"/", b"", b"", 30.0))
+        connection = await pool.connection()
+        async with asyncio.timeout(2):
+            while not connection.streams:
+                await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not connection.streams
+    finally:
+        await pool.aclose()
+        await stop(server, state)

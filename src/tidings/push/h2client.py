@@ -163,7 +163,14 @@ class Connection(asyncio.Protocol):
         self.write(frame(HEADERS, END_HEADERS | (0 if body else END_STREAM), stream_id, block))
         if body:
             self._send_data(stream_id, stream, body)
-        return await stream.future
+        try:
+            return await stream.future
+        except asyncio.CancelledError:
+            # The caller gave up (its own timeout, shutdown): free the stream now rather than at the deadline.
+            if self.streams.pop(stream_id, None) is not None:
+                self.write(frame(RST_STREAM, 0, stream_id, struct.pack("!L", CANCEL)))
+                self._wake()
+            raise
 
     def _sweep(self) -> None:
         now = self.loop.time()

@@ -40,18 +40,22 @@ class Pool:
     async def _connect(self) -> Connection:
         context = self.ssl_context
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(self.connect_timeout):
-            _, connection = await loop.create_connection(
-                lambda: Connection(self.authority, self.scheme), self.host, self.port, ssl=context
-            )
-            if context is not None:
+        connection: Connection | None = None
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, connection = await loop.create_connection(
+                    lambda: Connection(self.authority, self.scheme), self.host, self.port, ssl=context
+                )
                 transport = connection.transport
-                ssl_object = transport.get_extra_info("ssl_object") if transport else None
-                if transport is None or ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
-                    if transport is not None:
-                        transport.close()
-                    raise H2Unsupported("the server did not agree to HTTP/2 (ALPN)")
-            await connection.ready
+                if context is not None:
+                    ssl_object = transport.get_extra_info("ssl_object") if transport else None
+                    if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
+                        raise H2Unsupported("the server did not agree to HTTP/2 (ALPN)")
+                await connection.ready
+        except BaseException:
+            if connection is not None and connection.transport is not None:
+                connection.transport.close()  # a half-made connection must not linger
+            raise
         self.connections_opened += 1
         return connection
 
