@@ -26,7 +26,9 @@ class RetryPolicy:
     """Backoff for `retry_later` outcomes; `random` is injected so tests can pin the jitter."""
 
     max_attempts: int = 5
-    base: float = 1.0  # seconds before the second attempt, before jitter
+    # Seconds before the second attempt, before jitter. Not 1 s: a 5xx from a push service means overload or an
+    # outage, and with the default 5 attempts a 1 s base gives up within ~15 s; 10 s spans up to 2.5 minutes.
+    base: float = 10.0
     cap: float = 600.0  # no single wait longer than this (unless Retry-After asks for longer)
     quota_base: float = 60.0
     quota_cap: float = 3600.0
