@@ -82,6 +82,15 @@ async def test_alert_push_headers_and_payload(
     assert normal.headers["apns-priority"] == "5"
 
 
+async def test_a_token_that_could_alter_the_path_is_refused_locally(
+    apns: ApnsProvider, apns_sandbox: ApnsSandbox
+) -> None:
+    for token in ("../../3/device/ab", "ab cd", "ab\r\nx: y", "é" * 64):
+        result = await apns.send(target(token), apns.prepare(note()))
+        assert (result.outcome, result.reason) == (Outcome.dead_token, "BadDeviceToken")
+    assert not apns_sandbox.state.records
+
+
 def test_apns_id_is_stable_per_event_and_device() -> None:
     assert apns_id("e1", "d1") == apns_id("e1", "d1") != apns_id("e1", "d2")
 
@@ -119,7 +128,7 @@ async def test_retry_after_is_honoured(apns: ApnsProvider, apns_sandbox: ApnsSan
 
 
 async def test_sandbox_validates_token_format_and_topic_for_real(apns: ApnsProvider) -> None:
-    bad = await apns.send(target("not-hex"), apns.prepare(note()))
+    bad = await apns.send(target("zz" * 32), apns.prepare(note()))  # the sandbox's own check, over the wire
     assert (bad.outcome, bad.reason) == (Outcome.dead_token, "BadDeviceToken")
     other = await apns.send(target(topic="com.other.app"), apns.prepare(note()))
     assert (other.outcome, other.reason) == (Outcome.dead_token, "TopicDisallowed")

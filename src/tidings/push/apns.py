@@ -76,6 +76,10 @@ class ApnsProvider(Provider):
         transport: httpx.AsyncBaseTransport | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        if not 20 * 60 <= refresh_after <= 50 * 60:
+            raise ValueError(
+                "refresh_after must be 20-50 minutes: Apple refuses older tokens and faster rotation"
+            )
         self.key_id, self.team_id, self.topic = key_id, team_id, topic
         self.base_url = base_url.rstrip("/")
         self.clock = clock
@@ -143,6 +147,10 @@ class ApnsProvider(Provider):
     async def send(self, target: Target, prepared: ApnsPrepared) -> Result:
         if not self.configured:
             return NOT_CONFIGURED
+        if not target.token.isascii() or not target.token.isalnum():
+            # It goes into the request path: never send what could change the path. Apple's answer for any
+            # malformed token is the same.
+            return Result(Outcome.dead_token, "BadDeviceToken")
         topic = target.topic or self.topic
         ident = apns_id(prepared.event_id, target.device_id)
         bearer = self._bearer()
