@@ -235,3 +235,16 @@ async def test_redis_down_is_bus_unavailable_for_the_publisher() -> None:
             await queue.enqueue(job())
     finally:
         await queue.close()
+
+
+async def test_dead_letters_can_be_requeued_at_attempt_one(queue: Queue) -> None:
+    for name in ("a", "b", "c"):
+        await queue.enqueue(job(name, attempt=5, device_ids=("d1",)))
+    for lease in await queue.reserve("c1", count=3, block_seconds=0.1):
+        await queue.dead_letter(lease, lease.job, "gave up")
+    assert await queue.requeue_dead(limit=2) == 2
+    assert (await queue.stats()).dead == 1
+    again = await queue.reserve("c1", count=5, block_seconds=0.3)
+    assert sorted(lease.job.event_id for lease in again) == ["a", "b"]  # the oldest first
+    assert {(lease.job.attempt, lease.job.device_ids) for lease in again} == {(1, ("d1",))}
+    assert await queue.requeue_dead() == 1

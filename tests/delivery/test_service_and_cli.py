@@ -182,6 +182,10 @@ async def test_deliveries_cli_lists_dead_letters_on_redis(tmp_path: Path, redis_
         assert "ev-dead" in line and "all device(s)" in line and line.endswith("apns: ServiceUnavailable")
         result = await asyncio.to_thread(runner.invoke, deliveries_cli.app, ["--dead", "--json"], env=env)
         assert json.loads(result.output)["reason"].startswith("gave up after 5")
+        result = await asyncio.to_thread(runner.invoke, deliveries_cli.app, ["--requeue-dead"], env=env)
+        assert result.output.strip() == "requeued 1 dead letter(s)"
+        stats = await queue.stats()
+        assert (stats.dead, stats.ready) == (0, 1)
     finally:
         await queue.close()
         await drop_prefix(client, redis_prefix)

@@ -1,6 +1,7 @@
 """`tidings deliveries --event ID [--user U]`: what happened to each device for an event or a user.
 
-`tidings deliveries --dead` lists the push queue's dead letters instead: jobs given up on, with the reason.
+`tidings deliveries --dead` lists the push queue's dead letters instead: jobs given up on, with the reason;
+`--requeue-dead` puts them back (attempt 1) once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ def deliveries(
     limit: int = typer.Option(100, "--limit", min=1, max=1000),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
     dead: bool = typer.Option(False, "--dead", help="The queue's dead letters (jobs given up on)."),
+    requeue_dead: bool = typer.Option(False, "--requeue-dead", help="Put up to --limit dead letters back."),
 ) -> None:
     """Newest first: time, attempt, provider, device, user, outcome, status, reason, latency."""
-    if event is None and user is None and not dead:
+    if event is None and user is None and not (dead or requeue_dead):
         typer.echo("tidings deliveries: give --event ID and/or --user USER (or --dead)", err=True)
         raise typer.Exit(2)
     try:
@@ -34,6 +36,9 @@ def deliveries(
     except ConfigError as exc:
         typer.echo(f"tidings deliveries: {exc}", err=True)
         raise typer.Exit(2) from exc
+    if requeue_dead:
+        typer.echo(asyncio.run(_requeue(settings, limit)))
+        return
     if dead:
         for line in asyncio.run(_dead_letters(settings, limit, as_json)):
             typer.echo(line)
@@ -63,6 +68,18 @@ async def _query(url: str, event: str | None, user: str | None, limit: int) -> l
         return await DeliveryLog(engine).query(event_id=event, user_id=user, limit=limit)
     finally:
         await engine.dispose()
+
+
+async def _requeue(settings: Settings, limit: int) -> str:
+    from tidings.delivery.queue import create_queue
+
+    if not settings.uses_redis:
+        return "the memory:// queue lives inside `tidings serve`; nothing to requeue from here"
+    queue = create_queue(settings)
+    try:
+        return f"requeued {await queue.requeue_dead(limit)} dead letter(s)"
+    finally:
+        await queue.close()
 
 
 async def _dead_letters(settings: Settings, limit: int, as_json: bool) -> list[str]:

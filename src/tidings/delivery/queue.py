@@ -153,6 +153,10 @@ class Queue(ABC):
         """The most recent dead letters, newest first."""
 
     @abstractmethod
+    async def requeue_dead(self, limit: int = 1000) -> int:
+        """Put up to `limit` dead letters (oldest first) back as ready jobs at attempt 1; returns how many."""
+
+    @abstractmethod
     async def close(self) -> None:
         """Release connections; the queue's contents stay (for durable backends)."""
 

@@ -10,7 +10,7 @@ import asyncio
 import heapq
 import itertools
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tidings.delivery.queue import DeadLetter, Lease, PushJob, Queue, QueueOptions, QueueStats
 from tidings.errors import BusUnavailable
@@ -137,6 +137,17 @@ class MemoryQueue(Queue):
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return list(itertools.islice(self._dead, limit))
+
+    async def requeue_dead(self, limit: int = 1000) -> int:
+        moved = 0
+        while self._dead and moved < limit:
+            letter = self._dead.pop()  # the oldest (newest are at the left)
+            self._schedule(replace(letter.job, attempt=1), 0)
+            moved += 1
+        if moved:
+            async with self._changed:
+                self._changed.notify_all()
+        return moved
 
     async def close(self) -> None:
         self._closed = True

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -45,6 +46,16 @@ local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
 if #p == 0 then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 1
+"""
+
+
+# Move one dead letter back only if this caller deleted it: two operators redriving at once move it once.
+_REDRIVE = """
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 then
+  redis.call('XADD', KEYS[2], '*', 'job', ARGV[2])
+  return 1
+end
+return 0
 """
 
 
@@ -80,6 +91,7 @@ class RedisQueue(Queue):
         self.dead_key = f"{prefix}:push:dead"
         self._promote = self._redis.register_script(_PROMOTE)
         self._touch = self._redis.register_script(_TOUCH)
+        self._redrive = self._redis.register_script(_REDRIVE)
         self._group_ready = False
         self._claim_cursor = "0-0"
         self._poll_seconds = min(1.0, max(0.05, self._options.visibility_timeout / 4))
@@ -260,6 +272,18 @@ class RedisQueue(Queue):
         return [
             DeadLetter(_s(i), _readable(f[b"job"]), _s(f[b"reason"]), float(f[b"at"])) for i, f in entries
         ]
+
+    async def requeue_dead(self, limit: int = 1000) -> int:
+        entries: Any = await self._redis.xrange(self.dead_key, count=limit)
+        moved = 0
+        for entry_id, fields in entries:
+            try:
+                job = PushJob.from_bytes(fields[b"job"])
+            except (ValueError, KeyError, TypeError):
+                continue  # unreadable: stays dead, for a human to look at
+            keys = [self.dead_key, self.stream]
+            moved += int(await self._redrive(keys=keys, args=[entry_id, replace(job, attempt=1).to_bytes()]))
+        return moved
 
     async def close(self) -> None:
         if self._owns_client:
