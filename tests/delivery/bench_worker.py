@@ -6,7 +6,8 @@
 not start-up); Redis Streams queue, SQLite registry and delivery log. Two workloads: one event to N APNs
 devices (fan-out), and N/10 events of 10 devices each (many small jobs). Reported: notifications/s from
 enqueue to the queue being empty, including audience lookup, mark_used and the delivery-log insert, with
-each process's CPU time (BENCH_PROFILE=<path> profiles the worker; BENCH_ONLY=fan|small runs one workload).
+each process's CPU time. BENCH_DB_URL=postgresql+asyncpg://... uses PostgreSQL (an empty database);
+BENCH_PROFILE=<path> profiles the worker; BENCH_ONLY=fan|small runs one workload.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def start_sandbox(directory: Path) -> tuple[subprocess.Popen[bytes], dict[str, s
 async def run(devices: int) -> None:
     tmp = Path(tempfile.mkdtemp())
     sandbox, sandbox_env = start_sandbox(tmp / "sandbox")
-    url = f"sqlite+aiosqlite:///{tmp / 'tidings.db'}"
+    url = os.environ.get("BENCH_DB_URL") or f"sqlite+aiosqlite:///{tmp / 'tidings.db'}"
     prefix = f"bench-worker-{uuid.uuid4().hex[:8]}"
     try:
         await db.upgrade(url)
