@@ -26,6 +26,8 @@ from tidings.push.h2frames import (
 )
 
 CREATED = b"\x08\x03201"  # HPACK: literal without indexing, name :status (static 8), value "201"
+# The client asks for an HPACK table of 0: a compliant encoder says so (a size update) in its next header block.
+SIZE_UPDATE = b"\x20"
 
 
 class Responder(asyncio.Protocol):
@@ -34,6 +36,7 @@ class Responder(asyncio.Protocol):
         self.buffer = bytearray()
         self.preface = False
         self.received = 0
+        self.first_block = True
         transport.write(frame(SETTINGS, 0, 0, struct.pack("!HL", 0x3, 1000)))  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
@@ -55,7 +58,9 @@ class Responder(asyncio.Protocol):
             elif kind == DATA:
                 self.received += size
             if kind in (HEADERS, DATA) and flags & END_STREAM:
-                out.append(frame(HEADERS, END_HEADERS | END_STREAM, stream_id, CREATED))
+                block = SIZE_UPDATE + CREATED if self.first_block else CREATED
+                self.first_block = False
+                out.append(frame(HEADERS, END_HEADERS | END_STREAM, stream_id, block))
         del buffer[:offset]
         if self.received > 1 << 15:
             out.append(frame(WINDOW_UPDATE, 0, 0, struct.pack("!L", self.received)))

@@ -30,6 +30,7 @@ class WebPushPrepared:
     block: bytes  # the same headers HPACK-encoded once, for the HTTP/2 client
 
 
+CREATED = Result(Outcome.delivered, status=201)
 MEMO_SIZE = 10_000  # endpoints and keys remembered between events (cleared when full)
 
 
@@ -138,10 +139,12 @@ class WebPushProvider(Provider):
                 authorization,
                 literal(b"authorization", authorization.encode()),
             )
-        headers = {**prepared.headers, "authorization": authorization}
+        headers = {**prepared.headers, "authorization": authorization}  # only for HTTP/1.1 (httpx)
         answer = await self._http.post(origin, path, prepared.block + cached[1], headers, body)
         if isinstance(answer, Result):
             return answer
+        if answer.status == 201:  # the usual answer: skip decoding anything
+            return CREATED
         return self._classify(answer.status, answer.body[:200].decode(errors="replace"), answer.retry_after)
 
     def _route(self, endpoint: str) -> tuple[str, bytes] | str:
