@@ -248,7 +248,17 @@ class Hub:
                 extra={"event_id": event_id, "event_type": event.type, "audience": _audience_size(event.to)},
             )
         if self.services is not None:
-            await self.services.enqueue_pushes(events, ids)
+            try:
+                await self.services.enqueue_pushes(events, ids)
+            except BusUnavailable as exc:
+                # The streams have the events already; say exactly what happened rather than invite a blind retry.
+                log.error("push jobs not queued", extra={"event_ids": ids, "reason": str(exc)})
+                raise ApiError(
+                    503,
+                    "push_unavailable",
+                    f"events {', '.join(ids)} reached the streams, but their push jobs could not be queued",
+                    headers={"Retry-After": "1"},
+                ) from exc
         return ids
 
     # --- streams -------------------------------------------------------------------------------------------

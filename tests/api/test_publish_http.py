@@ -121,3 +121,17 @@ async def test_unknown_paths_and_methods_answer_json(client: httpx.AsyncClient) 
     assert (await client.get("/v1/nope")).json()["error"] == "not_found"
     response = await client.get("/v1/publish")
     assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"
+
+
+async def test_a_push_queue_outage_is_a_precise_503_not_a_500(
+    server: InProcessServer, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tidings.errors import BusUnavailable
+
+    async def refuse(*args: Any, **kwargs: Any) -> None:
+        raise BusUnavailable("queue full")
+
+    monkeypatch.setattr(server.hub.queue, "enqueue", refuse)  # type: ignore[attr-defined]
+    response = await client.post("/v1/publish", json={**EVENT, "push": "silent"}, headers=AUTH)
+    assert response.status_code == 503 and response.json()["error"] == "push_unavailable"
+    assert "reached the streams" in response.json()["message"]
