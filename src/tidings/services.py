@@ -16,7 +16,7 @@ from . import db
 from .config import Settings
 from .delivery.log import DeliveryLog
 from .delivery.queue import PushJob, Queue, create_queue
-from .delivery.service import RunningWorker, start_in_process_worker
+from .delivery.service import DEVICE_PRUNE_INTERVAL, RunningWorker, start_in_process_worker
 from .registry.retire import run_pruner
 from .registry.store import DeviceStore
 
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from .events import EventIn
 
 log = logging.getLogger("tidings.hub")
-
-PRUNE_INTERVAL = 3600.0
 
 
 class Services:
@@ -62,7 +60,7 @@ class Services:
         deliveries = DeliveryLog(engine, clock=clock, retention_days=settings.delivery_log_retention_days)
         services = cls(settings, engine, devices, deliveries, create_queue(settings, clock=clock))
         if settings.effective_worker_in_process:
-            services._tasks.append(asyncio.create_task(run_pruner(devices, PRUNE_INTERVAL, services._stop)))
+            services._tasks.append(asyncio.create_task(run_pruner(devices, DEVICE_PRUNE_INTERVAL, services._stop)))
             services.worker = await start_in_process_worker(
                 settings, queue=services.queue, devices=devices, log=deliveries, clock=clock
             )

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tidings.delivery")
 
 LOG_PRUNE_INTERVAL = 3600.0
+DEVICE_PRUNE_INTERVAL = 3600.0
 
 
 def worker_from_settings(
@@ -152,6 +153,7 @@ async def run_worker_process(
 ) -> Worker:
     """`tidings worker`: its own engine, registry, log, queue and providers; SIGTERM/SIGINT stop it."""
     from tidings import db
+    from tidings.registry.retire import run_pruner
     from tidings.registry.store import DeviceStore
 
     engine = db.create_engine(settings.effective_database_url)
@@ -163,9 +165,16 @@ async def run_worker_process(
     queue = create_queue(settings, clock=clock)
     providers = build_providers(settings, clock)
     log = DeliveryLog(engine, clock=clock, retention_days=settings.delivery_log_retention_days)
-    pruner = asyncio.create_task(prune_log_forever(log))
+    devices = DeviceStore(engine, clock=clock, ttl_days=settings.device_ttl_days)
+    stop_pruning = asyncio.Event()
+    # Worker processes own the periodic jobs in Redis mode (the server runs them itself only in embedded mode).
+    pruners = [
+        asyncio.create_task(prune_log_forever(log), name="tidings-delivery-log-pruner"),
+        asyncio.create_task(
+            run_pruner(devices, DEVICE_PRUNE_INTERVAL, stop_pruning), name="tidings-device-pruner"
+        ),
+    ]
     try:
-        devices = DeviceStore(engine, clock=clock, ttl_days=settings.device_ttl_days)
         worker = worker_from_settings(
             settings,
             queue=queue,
@@ -181,9 +190,11 @@ async def run_worker_process(
         logger.info("worker stopped: %r", worker)
         return worker
     finally:
-        pruner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pruner
+        stop_pruning.set()
+        for pruner in pruners:
+            pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
         for provider in providers.values():
             with contextlib.suppress(Exception):
                 await provider.aclose()
