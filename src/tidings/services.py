@@ -17,6 +17,7 @@ from .config import Settings
 from .delivery.log import DeliveryLog
 from .delivery.queue import PushJob, Queue, create_queue
 from .delivery.service import DEVICE_PRUNE_INTERVAL, RunningWorker, start_in_process_worker
+from .errors import BusUnavailable
 from .registry.retire import run_pruner
 from .registry.store import DeviceStore
 
@@ -95,6 +96,11 @@ class Services:
         checks = {"database": await self._database_ok()}
         if self.worker is not None:
             checks["worker"] = not self.worker.task.done()
+        else:  # workers are processes of their own: one must have beaten within a visibility timeout
+            try:
+                checks["worker"] = await self.queue.live_workers(self.settings.push_visibility_timeout) > 0
+            except BusUnavailable:
+                checks["worker"] = False
         return checks
 
     async def _database_ok(self) -> bool:

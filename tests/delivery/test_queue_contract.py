@@ -248,3 +248,13 @@ async def test_dead_letters_can_be_requeued_at_attempt_one(queue: Queue) -> None
     assert sorted(lease.job.event_id for lease in again) == ["a", "b"]  # the oldest first
     assert {(lease.job.attempt, lease.job.device_ids) for lease in again} == {(1, ("d1",))}
     assert await queue.requeue_dead() == 1
+
+
+async def test_worker_heartbeats_are_counted_while_fresh(queue: Queue, clock: StepClock) -> None:
+    assert await queue.live_workers(60) == 0
+    await queue.beat("w1")
+    await queue.beat("w2")
+    assert await queue.live_workers(60) == 2
+    clock.advance(61)
+    await queue.beat("w2")
+    assert await queue.live_workers(60) == 1

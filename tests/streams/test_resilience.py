@@ -182,3 +182,16 @@ def test_json_log_lines_carry_context() -> None:
     record.user_id = "alice"
     line = orjson.loads(JsonFormatter().format(record))
     assert line["msg"] == "stream open" and line["user_id"] == "alice" and line["level"] == "info"
+
+
+@pytest.mark.redis
+async def test_readyz_needs_a_live_worker_when_workers_are_separate_processes(
+    make_settings: Callable[..., Any], redis_settings: dict[str, str]
+) -> None:
+    hub = Hub(make_settings(**redis_settings), handle_signals=False)
+    async with InProcessServer(create_app(hub)) as server, httpx.AsyncClient(base_url=server.url) as client:
+        idle = await client.get("/readyz")
+        assert idle.status_code == 503 and idle.json()["checks"] == {"bus": True, "database": True, "worker": False}
+        await hub.queue.beat("worker-1")  # what a `tidings worker` process does every few seconds
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["checks"]["worker"] is True

@@ -157,6 +157,14 @@ class Queue(ABC):
         """Put up to `limit` dead letters (oldest first) back as ready jobs at attempt 1; returns how many."""
 
     @abstractmethod
+    async def beat(self, consumer: str) -> None:
+        """Record that worker `consumer` is alive (readiness checks read it)."""
+
+    @abstractmethod
+    async def live_workers(self, within: float) -> int:
+        """How many workers beat in the last `within` seconds."""
+
+    @abstractmethod
     async def close(self) -> None:
         """Release connections; the queue's contents stay (for durable backends)."""
 

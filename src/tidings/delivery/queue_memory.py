@@ -39,6 +39,7 @@ class MemoryQueue(Queue):
         self._dead: deque[DeadLetter] = deque(maxlen=self._options.dead_letter_max)
         self._changed = asyncio.Condition()
         self._closed = False
+        self._beats: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return (
@@ -123,6 +124,13 @@ class MemoryQueue(Queue):
             return False
         held.expires_at = self._clock() + self._options.visibility_timeout
         return True
+
+    async def beat(self, consumer: str) -> None:
+        self._beats[consumer] = self._clock()
+
+    async def live_workers(self, within: float) -> int:
+        horizon = self._clock() - within
+        return sum(1 for at in self._beats.values() if at >= horizon)
 
     async def stats(self) -> QueueStats:
         now = self._clock()

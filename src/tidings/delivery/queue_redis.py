@@ -89,6 +89,7 @@ class RedisQueue(Queue):
         self.stream = f"{prefix}:push:jobs"
         self.delayed_key = f"{prefix}:push:delayed"
         self.dead_key = f"{prefix}:push:dead"
+        self.workers_key = f"{prefix}:push:workers"  # zset: worker name → time of its last heartbeat
         self._promote = self._redis.register_script(_PROMOTE)
         self._touch = self._redis.register_script(_TOUCH)
         self._redrive = self._redis.register_script(_REDRIVE)
@@ -247,6 +248,22 @@ class RedisQueue(Queue):
     async def touch(self, lease: Lease) -> bool:
         owned = await self._touch(keys=[self.stream], args=[GROUP, lease.consumer, lease.id])
         return bool(owned)
+
+    async def beat(self, consumer: str) -> None:
+        now = self._clock()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(self.workers_key, {consumer: now})
+                pipe.zremrangebyscore(self.workers_key, "-inf", now - 86_400)  # forget long-gone workers
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BusUnavailable(f"redis unavailable: {exc}") from exc
+
+    async def live_workers(self, within: float) -> int:
+        try:
+            return int(await self._redis.zcount(self.workers_key, self._clock() - within, "+inf"))
+        except (RedisError, OSError) as exc:
+            raise BusUnavailable(f"redis unavailable: {exc}") from exc
 
     async def stats(self) -> QueueStats:
         await self._ensure_group()

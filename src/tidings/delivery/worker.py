@@ -205,9 +205,10 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(self.heartbeat_seconds)
-            with contextlib.suppress(Exception):  # a gauge is not worth a log line per beat
+            with contextlib.suppress(Exception):  # a gauge or a beat is not worth a log line per beat
+                await self.queue.beat(self.consumer)
                 metrics.push_queue_depth.set(await self.queue.depth())
+            await asyncio.sleep(self.heartbeat_seconds)
             for lease in list(self._running.values()):
                 try:
                     if not await self.queue.touch(lease):
