@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
-from . import db
+from . import db, metrics
 from .config import Settings
 from .delivery.log import DeliveryLog
 from .delivery.queue import PushJob, Queue, create_queue
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from .events import EventIn
 
 log = logging.getLogger("tidings.hub")
+
+GAUGE_REFRESH = 60.0
 
 
 class Services:
@@ -48,6 +51,7 @@ class Services:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.worker: RunningWorker | None = None
+        self._gauges_at = float("-inf")
 
     @classmethod
     async def start(cls, settings: Settings, *, clock: Callable[[], float]) -> Services:
@@ -61,7 +65,9 @@ class Services:
         deliveries = DeliveryLog(engine, clock=clock, retention_days=settings.delivery_log_retention_days)
         services = cls(settings, engine, devices, deliveries, create_queue(settings, clock=clock))
         if settings.effective_worker_in_process:
-            services._tasks.append(asyncio.create_task(run_pruner(devices, DEVICE_PRUNE_INTERVAL, services._stop)))
+            services._tasks.append(
+                asyncio.create_task(run_pruner(devices, DEVICE_PRUNE_INTERVAL, services._stop))
+            )
             services.worker = await start_in_process_worker(
                 settings, queue=services.queue, devices=devices, log=deliveries, clock=clock
             )
@@ -91,6 +97,20 @@ class Services:
                     data=event.data,
                 )
             )
+
+    async def refresh_gauges(self) -> None:
+        """Update the gauges that need a query, at most once a minute however often /metrics is scraped."""
+        now = time.monotonic()
+        if now - self._gauges_at < GAUGE_REFRESH:
+            return
+        self._gauges_at = now
+        try:
+            counts = await self.devices.count_active()
+        except Exception:  # a scrape must not fail because the database is slow; readiness reports that
+            log.warning("devices_active: counting failed", exc_info=True)
+            return
+        for provider in ("apns", "fcm", "webpush"):
+            metrics.devices_active.labels(provider).set(counts.get(provider, 0))
 
     async def readiness(self) -> dict[str, bool]:
         checks = {"database": await self._database_ok()}

@@ -24,6 +24,8 @@ async def readyz(hub: HubDep) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics")
-async def prometheus() -> Response:
+async def prometheus(hub: HubDep) -> Response:
+    if hub.services is not None:
+        await hub.services.refresh_gauges()
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)

@@ -24,7 +24,7 @@ from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, case, delete, false, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, case, delete, false, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -204,6 +204,16 @@ class DeviceStore:
     async def _select(self, stmt: Any) -> list[Device]:
         async with self.engine.connect() as conn:
             return [_device(row) for row in await conn.execute(stmt)]
+
+    async def count_active(self) -> dict[str, int]:
+        """Active devices per provider (for the devices_active gauge)."""
+        stmt = (
+            select(devices.c.provider, func.count())
+            .where(devices.c.disabled_at.is_(None))
+            .group_by(devices.c.provider)
+        )
+        async with self.engine.connect() as conn:
+            return {provider: count for provider, count in await conn.execute(stmt)}
 
     async def get(self, device_id: str) -> Device | None:
         found = await self._select(select(*_DEVICE_COLUMNS).where(devices.c.id == device_id))
