@@ -54,7 +54,8 @@ def _record(
     spy: str, srv: launcher.Server, seconds: float, stem: Path, native: bool
 ) -> subprocess.Popen[bytes]:
     """Start py-spy on the server for ``seconds``; collapsed stacks go to ``<stem>.txt``."""
-    extra = ["--native"] if native else []
+    extra = ["--native"] if native else ["--nonblocking"]  # native stacks need to stop the process
+    Path(f"{stem}.txt").unlink(missing_ok=True)  # never read a previous run's stacks
     rec = subprocess.Popen(
         [
             spy,
@@ -69,7 +70,6 @@ def _record(
             "raw",
             "-o",
             f"{stem}.txt",
-            "--nonblocking",
             *extra,
         ],
         stdout=subprocess.DEVNULL,
