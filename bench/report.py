@@ -110,6 +110,14 @@ def _rows(small: int, large: int) -> list[Row]:
     def cpu(scn: str, ms: float) -> Callable[[SystemResult], float | None]:
         return lambda r: b.server_us_per_delivery if (b := r.best(scn, ms)) else None
 
+    def first(scn: str) -> Callable[[SystemResult], float | None]:
+        return lambda r: next((s.deliveries_per_s for s in r.steps if s.scenario == scn), None)
+
+    def lat_first(scn: str) -> Callable[[SystemResult], str]:
+        return lambda r: next(
+            (f"{_lat(s)} ({s.deliveries_per_s:,.0f}/s)" for s in r.steps if s.scenario == scn), "—"
+        )
+
     def conn(key: str) -> Callable[[SystemResult], float | None]:
         return lambda r: r.connect.get(key, {}).get("seconds")
 
@@ -127,14 +135,23 @@ def _rows(small: int, large: int) -> list[Row]:
         (f"fan-out {small:,}: connect time s (↓)", conn("small"), None),
         (f"fan-out {large:,}: connect time s (↓)", conn("large"), None),
         (f"fan-out {large:,}: connect rate, connections/s (↑)", rate("large"), None),
-        (f"fan-out {large:,}: best deliveries/s with p99 ≤ 50 ms (↑)", best("fanout-large", 50), None),
         (f"fan-out {large:,}: best deliveries/s with p99 ≤ 100 ms (↑)", best("fanout-large", 100), None),
         (
-            f"fan-out {large:,}: p50 / p99 / max ms at that rate",
-            best("fanout-large", 100),
-            lat("fanout-large", 100),
+            f"fan-out {large:,}: highest deliveries/s kept up with (p99 ≤ 1 s) (↑)",
+            best("fanout-large", 1000),
+            None,
         ),
-        (f"fan-out {large:,}: server CPU µs per delivery (↓)", cpu("fanout-large", 100), None),
+        (
+            f"fan-out {large:,}: p50 / p99 / max ms at that rate",
+            best("fanout-large", 1000),
+            lat("fanout-large", 1000),
+        ),
+        (f"fan-out {large:,}: server CPU µs per delivery at that rate (↓)", cpu("fanout-large", 1000), None),
+        (
+            f"fan-out {large:,}: p50 / p99 / max ms at the lowest rate",
+            first("fanout-large"),
+            lat_first("fanout-large"),
+        ),
         (f"targeted {large:,} users: best deliveries/s with p99 ≤ 50 ms (↑)", best("targeted", 50), None),
         (f"targeted {large:,}: p50 / p99 / max ms at that rate", best("targeted", 50), lat("targeted", 50)),
         (f"memory: KB RSS per idle connection at {large:,} (↓)", lambda r: r.memory.get("kb_per_conn"), None),
@@ -197,6 +214,8 @@ def targets(results: dict[str, SystemResult], small: int, large: int) -> str:
             f"{tv:,.0f} vs {cb.deliveries_per_s:,.0f} = {100 * tv / cb.deliveries_per_s:.0f}%",
             tv >= 0.5 * cb.deliveries_per_s,
         )
+    if n is not None and not n.error and nb is None:
+        add(f"fan-out {small:,}: ≥ 3x the naive baseline", "naive: no step with p99 ≤ 50 ms", tv > 0)
     if nb:
         add(
             f"fan-out {small:,}: ≥ 3x the naive baseline",
@@ -312,8 +331,11 @@ def write(
         "tidings runs as `python -m tidings serve` with `TIDINGS_ENV=development TIDINGS_LOG_LEVEL=warning` (memory",
         "bus); naive as uvicorn `--no-access-log --log-level warning`; all three on uvloop. A sweep step passes when",
         "≥ 99% of deliveries arrive and p99 is within the bound; 'best' is the highest passing step's achieved rate.",
-        "'foreign CPU' is host CPU used by neither the server nor the bench (other people's processes): when it is",
-        "high, latencies are inflated for every system. Method and caveats: `bench/README.md`; profiles:",
+        "'foreign CPU' is user+system CPU of processes that are neither the server nor the bench (other people's",
+        "test runs; kernel softirq time is excluded): when it is high, latencies are inflated for every system.",
+        "At 10,000 clients a single event takes even the ceiling >100 ms to reach the last client (10,000 loopback",
+        "writes in sequence), so those rows also report the highest rate kept up with (p99 ≤ 1 s).",
+        "Method and caveats: `bench/README.md`; profiles:",
         "`bench/FINDINGS.md`.",
         "",
         "## Machine",
