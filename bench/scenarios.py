@@ -133,6 +133,7 @@ class Runner:
         self.pool.start()
         cpu0 = sum(s.cpu_seconds() for s in servers)
         busy0 = host_busy_seconds()
+        own0 = time.process_time()
         t0 = time.monotonic()
         plan = Plan(
             servers[0].addr[0],
@@ -149,7 +150,7 @@ class Runner:
             time.sleep(0.02)
         wall = time.monotonic() - t0
         cpu = sum(s.cpu_seconds() for s in servers) - cpu0
-        busy = host_busy_seconds() - busy0
+        busy = host_busy_seconds() - busy0 - (time.process_time() - own0)  # minus this coordinator
         sample = self.pool.stop()
         received = sample.frames
         st = Step(
