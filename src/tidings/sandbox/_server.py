@@ -9,9 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
 
 import uvicorn
 from starlette.types import ASGIApp
+
+if TYPE_CHECKING:
+    from .control import SandboxState
+    from .h2server import H2Server
 
 
 def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -50,3 +56,38 @@ class UvicornServer:
                 await asyncio.wait_for(self._task, 5)
             await self._server.shutdown(sockets=[self._sock])
             self._task = None
+
+
+class SandboxServers:
+    """What every sandbox is: an HTTP/2 service (`url`) and an HTTP/1.1 control app (`control_url`), started and
+    stopped together, usable as `async with`. Subclasses set `h2`, `_control` and `state` in `__init__`."""
+
+    h2: H2Server
+    _control: UvicornServer
+    state: SandboxState
+
+    @property
+    def url(self) -> str:
+        return self.h2.url
+
+    @property
+    def control_url(self) -> str:
+        return self._control.url
+
+    async def start(self) -> None:
+        await self.h2.start()
+        await self._control.start()
+
+    async def stop(self) -> None:
+        self.state.stopping.set()
+        await self.h2.stop()
+        await self._control.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

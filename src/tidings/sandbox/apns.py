@@ -15,7 +15,6 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 import orjson
@@ -25,13 +24,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ._server import UvicornServer
+from ._server import SandboxServers, UvicornServer
 from .apns_checks import ApnsAuth, Refusal, check_request
 from .control import SandboxState, control_routes
 from .h2server import H2Server, Headers
 
 
-class ApnsSandbox:
+class ApnsSandbox(SandboxServers):
     """`async with ApnsSandbox(key_id=, team_id=, public_key=) as sb:` then point APNs at `sb.url`."""
 
     def __init__(
@@ -55,34 +54,8 @@ class ApnsSandbox:
         self._control = UvicornServer(Starlette(routes=routes), host=host, port=control_port)
 
     @property
-    def url(self) -> str:
-        return self.h2.url
-
-    @property
     def connections_opened(self) -> int:
         return self.h2.connections_opened
-
-    @property
-    def control_url(self) -> str:
-        return self._control.url
-
-    async def start(self) -> None:
-        await self.h2.start()
-        await self._control.start()
-
-    async def stop(self) -> None:
-        self.state.stopping.set()
-        await self.h2.stop()
-        await self._control.stop()
-
-    async def __aenter__(self) -> ApnsSandbox:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     def goaway(self) -> int:
         """GOAWAY on every open connection; returns how many were closed."""

@@ -14,7 +14,6 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -27,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._server import UvicornServer
+from ._server import SandboxServers, UvicornServer
 from .control import SandboxState, control_routes
 from .fcm_checks import MessageError, check_message
 from .h2server import Answer, H2Server
@@ -66,7 +65,7 @@ def fcm_error(error_code: str, message: str, retry_after: str | None = None, del
     return status, headers, orjson.dumps(body), delay
 
 
-class FcmSandbox:
+class FcmSandbox(SandboxServers):
     def __init__(
         self,
         *,
@@ -91,18 +90,13 @@ class FcmSandbox:
             Route("/v1/projects/{project}/messages:send", self._send_http1, methods=["POST"]),
             *control_routes(self.state),
         ]
-        self._server = UvicornServer(Starlette(routes=routes), host=host, port=http1_port)
+        self._control = UvicornServer(Starlette(routes=routes), host=host, port=http1_port)
         self.h2 = H2Server(self._send_h2, self.state.pause, host=host, port=port)
-
-    @property
-    def url(self) -> str:
-        """`messages:send` over HTTP/2 (h2c), as FCM is reached."""
-        return self.h2.url
 
     @property
     def control_url(self) -> str:
         """HTTP/1.1: the control API, the token endpoint, and `messages:send` again for HTTP/1.1 clients."""
-        return self._server.url
+        return self._control.url
 
     @property
     def token_url(self) -> str:
@@ -121,24 +115,6 @@ class FcmSandbox:
             "client_id": "1",
             "token_uri": self.token_url,
         }
-
-    async def start(self) -> None:
-        await self.h2.start()
-        await self._server.start()
-
-    async def stop(self) -> None:
-        self.state.stopping.set()
-        await self.h2.stop()
-        await self._server.stop()
-
-    async def __aenter__(self) -> FcmSandbox:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def _token(self, request: Request) -> Response:
         # Parsed by hand: Starlette's form parser needs python-multipart for a two-field urlencoded body.

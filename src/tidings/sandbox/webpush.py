@@ -23,7 +23,6 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import jwt
@@ -35,7 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..push import ece
-from ._server import UvicornServer
+from ._server import SandboxServers, UvicornServer
 from .control import SandboxState, control_routes
 from .h2server import Answer, H2Server
 
@@ -59,7 +58,7 @@ class Refused(Exception):
         self.status, self.message = status, message
 
 
-class WebPushSandbox:
+class WebPushSandbox(SandboxServers):
     def __init__(
         self,
         *,
@@ -78,34 +77,8 @@ class WebPushSandbox:
             Route("/push/{sid}", self._push_http1, methods=["POST"]),
             *control_routes(self.state),
         ]
-        self._server = UvicornServer(Starlette(routes=routes), host=host, port=http1_port)
+        self._control = UvicornServer(Starlette(routes=routes), host=host, port=http1_port)
         self.h2 = H2Server(self._push_h2, self.state.pause, host=host, port=port)
-
-    @property
-    def url(self) -> str:
-        return self.h2.url
-
-    @property
-    def control_url(self) -> str:
-        return self._server.url
-
-    async def start(self) -> None:
-        await self.h2.start()
-        await self._server.start()
-
-    async def stop(self) -> None:
-        self.state.stopping.set()
-        await self.h2.stop()
-        await self._server.stop()
-
-    async def __aenter__(self) -> WebPushSandbox:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     def subscribe(self, application_server_key: str | None = None, *, http1: bool = False) -> dict[str, Any]:
         """A new subscription as `PushSubscription.toJSON()` gives it."""
