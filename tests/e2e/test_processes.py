@@ -48,10 +48,7 @@ async def publish(base: str, users: list[str], kind: str = "order.created") -> s
 async def test_an_event_published_on_one_process_reaches_a_client_on_another(
     servers: Callable[..., ServerProcess], redis_settings: dict[str, str], token: Callable[..., str]
 ) -> None:
-    env = {
-        "TIDINGS_BUS_URL": redis_settings["bus_url"],
-        "TIDINGS_REDIS_PREFIX": redis_settings["redis_prefix"],
-    }
+    env = redis_env(redis_settings)
     a, b = servers(env), servers(env)
     async with open_stream(a.url, token=token("alice")) as stream:
         event_id = await publish(b.url, ["alice"])
@@ -62,10 +59,7 @@ async def test_an_event_published_on_one_process_reaches_a_client_on_another(
 async def test_sigterm_sends_shutdown_and_the_client_resumes_on_another_process_missing_nothing(
     servers: Callable[..., ServerProcess], redis_settings: dict[str, str], token: Callable[..., str]
 ) -> None:
-    env = {
-        "TIDINGS_BUS_URL": redis_settings["bus_url"],
-        "TIDINGS_REDIS_PREFIX": redis_settings["redis_prefix"],
-    }
+    env = redis_env(redis_settings)
     a, b = servers(env), servers(env)
     async with open_stream(a.url, token=token("alice")) as stream:
         seen = (await stream.next_event()).id if await publish(b.url, ["alice"]) else ""
@@ -87,10 +81,7 @@ async def test_sigterm_sends_shutdown_and_the_client_resumes_on_another_process_
 async def test_several_workers_share_one_redis_and_aggregate_metrics(
     servers: Callable[..., ServerProcess], redis_settings: dict[str, str], token: Callable[..., str]
 ) -> None:
-    env = {
-        "TIDINGS_BUS_URL": redis_settings["bus_url"],
-        "TIDINGS_REDIS_PREFIX": redis_settings["redis_prefix"],
-    }
+    env = redis_env(redis_settings)
     server = servers(env, "--workers", "2")
     async with (
         open_stream(server.url, token=token("u1")) as s1,
