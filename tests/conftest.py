@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from support import PUBLISH_KEY, SECRET, InProcessServer
+from support import PLAIN_PROTOCOL, PUBLISH_KEY, SECRET, TIDINGS_PROTOCOL, InProcessServer
 from tidings import Hub, Settings
 from tidings.auth import mint_token
 
@@ -80,12 +80,14 @@ async def hub(make_settings: Callable[..., Settings]) -> AsyncIterator[Hub]:
         yield hub
 
 
-@pytest.fixture
-async def server(make_settings: Callable[..., Settings]) -> AsyncIterator[InProcessServer]:
-    """The standalone app on a real socket, in this loop; `server.hub` is its hub."""
+@pytest.fixture(params=[TIDINGS_PROTOCOL, PLAIN_PROTOCOL], ids=["socket-writes", "asgi-send"])
+async def server(
+    make_settings: Callable[..., Settings], request: pytest.FixtureRequest
+) -> AsyncIterator[InProcessServer]:
+    """The standalone app on a real socket, in this loop, under both stream write paths; `server.hub` is its hub."""
     from tidings.app import create_app
 
     hub = Hub(make_settings(keepalive_seconds=30), handle_signals=False)
-    async with InProcessServer(create_app(hub)) as running:
+    async with InProcessServer(create_app(hub), http=request.param) as running:
         running.hub = hub  # type: ignore[attr-defined]
         yield running

@@ -19,6 +19,8 @@ import httpx
 import orjson
 import uvicorn
 
+TIDINGS_PROTOCOL = "tidings.streams.protocol:TidingsHttpProtocol"  # what `tidings serve` runs
+PLAIN_PROTOCOL = "httptools"  # what a host app's server runs: streams go through ASGI `send`
 SECRET = "test-secret-0123456789abcdef0123456789"
 PUBLISH_KEY = "test-publish-key"
 
@@ -125,7 +127,7 @@ async def open_stream(
 class InProcessServer:
     """uvicorn serving an app on a free port, in the test's own event loop (the hub's internals stay visible)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, http: str = TIDINGS_PROTOCOL) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -135,6 +137,7 @@ class InProcessServer:
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=1,
+            http=http,
         )
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

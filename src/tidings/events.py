@@ -140,6 +140,7 @@ class Envelope:
     type: str
     channels: tuple[str, ...]
     frame: bytes
+    chunk: bytes  # the frame as one HTTP/1.1 chunk, for streams written straight to their socket
     message: bytes
     received_at: float
 
@@ -149,7 +150,20 @@ class Envelope:
         # The JSON has no raw newlines (orjson escapes them), so one `data:` line is valid WHATWG framing.
         frame = b'id: %s\nevent: %s\ndata: {"id":"%s",%s\n\n' % (event_id, event_type, event_id, public[1:])
         channel_list = tuple(channels.decode().split(" "))
-        return cls(event_id.decode(), event_type.decode(), channel_list, frame, message, time.time())
+        return cls(
+            event_id.decode(),
+            event_type.decode(),
+            channel_list,
+            frame,
+            http_chunk(frame),
+            message,
+            time.time(),
+        )
+
+
+def http_chunk(data: bytes) -> bytes:
+    """`data` framed as one chunk of an HTTP/1.1 chunked body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")

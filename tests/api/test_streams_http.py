@@ -11,7 +11,7 @@ import httpx
 import jwt
 import pytest
 
-from support import PUBLISH_KEY, SECRET, InProcessServer, open_stream
+from support import PUBLISH_KEY, SECRET, TIDINGS_PROTOCOL, InProcessServer, open_stream
 from tidings import Hub
 from tidings.app import create_app
 from tidings.auth import Principal
@@ -27,6 +27,17 @@ async def test_stream_headers_and_preamble(server: InProcessServer, token: Calla
         assert headers["content-type"].startswith("text/event-stream")
         assert headers["cache-control"] == "no-cache" and headers["x-accel-buffering"] == "no"
         assert headers["x-reconnect-delay"] == "3000"
+
+
+async def test_streams_are_written_to_the_socket_only_under_the_tidings_protocol(
+    server: InProcessServer, token: Callable[..., str], request: pytest.FixtureRequest
+) -> None:
+    hub: Hub = server.hub  # type: ignore[attr-defined]
+    async with open_stream(server.url, token=token("alice")) as stream:
+        [conn] = list(hub.streams.connections())
+        assert conn.attached == (request.node.callspec.params["server"] == TIDINGS_PROTOCOL)
+        event_id = await publish(hub, users=["alice"])
+        assert (await stream.next_event()).id == event_id
 
 
 async def test_events_reach_the_user_its_roles_its_topics_and_broadcast(
@@ -144,7 +155,9 @@ async def test_bad_topic_lists_are_400(
     assert response.status_code == 400 and response.json()["field"] == "topics"
 
 
-async def test_a_disconnected_client_leaves_nothing_behind(server: InProcessServer, token: Callable[..., str]) -> None:
+async def test_a_disconnected_client_leaves_nothing_behind(
+    server: InProcessServer, token: Callable[..., str]
+) -> None:
     hub: Hub = server.hub  # type: ignore[attr-defined]
 
     def stream_tasks() -> list[asyncio.Task[object]]:

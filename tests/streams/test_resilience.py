@@ -13,7 +13,7 @@ import httpx
 import jwt
 import pytest
 
-from support import PUBLISH_KEY, InProcessServer, open_stream
+from support import PLAIN_PROTOCOL, PUBLISH_KEY, TIDINGS_PROTOCOL, InProcessServer, open_stream
 from tidings import Hub
 from tidings.app import create_app
 
@@ -33,15 +33,16 @@ async def metrics_text(base: str) -> str:
         return (await client.get("/metrics")).text
 
 
+@pytest.mark.parametrize("protocol", [TIDINGS_PROTOCOL, PLAIN_PROTOCOL], ids=["socket-writes", "asgi-send"])
 async def test_a_slow_reader_is_cut_off_while_fast_readers_get_everything(
-    make_settings: Callable[..., Any], token: Callable[..., str]
+    make_settings: Callable[..., Any], token: Callable[..., str], protocol: str
 ) -> None:
     limit = 256 * 1024
     hub = Hub(
         make_settings(stream_buffer_bytes=limit, stream_buffer_events=10_000, max_data_bytes=65536),
         handle_signals=False,
     )
-    async with InProcessServer(create_app(hub)) as server:
+    async with InProcessServer(create_app(hub), http=protocol) as server:
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, and it never reads
         slow.connect(("127.0.0.1", server.port))
@@ -69,14 +70,18 @@ async def test_a_slow_reader_is_cut_off_while_fast_readers_get_everything(
             slow.close()
 
 
-async def test_a_stream_closes_when_its_token_expires(server: InProcessServer, token: Callable[..., str]) -> None:
+async def test_a_stream_closes_when_its_token_expires(
+    server: InProcessServer, token: Callable[..., str]
+) -> None:
     short = token("alice", ttl=2)
     expires_at = jwt.decode(short, options={"verify_signature": False})["exp"]
     async with open_stream(server.url, token=short) as stream:
         with pytest.raises((StopAsyncIteration, httpx.RemoteProtocolError)):
             while True:
                 await stream.next_frame(timeout=5)
-        assert expires_at <= time.time() < expires_at + 2.5  # at expiry (the sweep runs each second), not before
+        assert (
+            expires_at <= time.time() < expires_at + 2.5
+        )  # at expiry (the sweep runs each second), not before
 
 
 async def test_an_idle_stream_is_closed_but_keepalives_flow_until_then(
@@ -191,7 +196,11 @@ async def test_readyz_needs_a_live_worker_when_workers_are_separate_processes(
     hub = Hub(make_settings(**redis_settings), handle_signals=False)
     async with InProcessServer(create_app(hub)) as server, httpx.AsyncClient(base_url=server.url) as client:
         idle = await client.get("/readyz")
-        assert idle.status_code == 503 and idle.json()["checks"] == {"bus": True, "database": True, "worker": False}
+        assert idle.status_code == 503 and idle.json()["checks"] == {
+            "bus": True,
+            "database": True,
+            "worker": False,
+        }
         await hub.queue.beat("worker-1")  # what a `tidings worker` process does every few seconds
         ready = await client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["checks"]["worker"] is True

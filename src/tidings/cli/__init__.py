@@ -60,6 +60,7 @@ def serve(
         "log_config": None,
         "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) + 2,
         "access_log": False,
+        "http": HTTP_PROTOCOL,
     }
     if workers == 1:
         uvicorn.Server(uvicorn.Config(create_app(Hub(settings)), **common)).run()  # type: ignore[arg-type]
@@ -68,6 +69,9 @@ def serve(
     for key, value in overrides.items():
         os.environ[f"TIDINGS_{key.upper()}"] = str(value)
     uvicorn.run("tidings.app:create_app", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+
+
+HTTP_PROTOCOL = "tidings.streams.protocol:TidingsHttpProtocol"  # httptools + the socket for streams
 
 
 def _multiprocess_metrics_dir(settings: Settings) -> None:

@@ -3,6 +3,10 @@
 The router never awaits a socket: it appends pre-encoded bytes here and wakes the writer. Frames that arrive while
 the writer is busy are joined into one write. A client that falls more than the buffer limit behind is closed as
 `slow`; it resumes from history when it reconnects.
+
+When the server gave us the socket (`attach`, under `tidings serve`), events skip the buffer and the writer task:
+the router writes each event's shared, pre-chunked bytes straight to the transport, and the transport's own
+buffer is what the limit bounds.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 
 from ..auth import Principal
 from ..bus import parse_id
-from ..events import Envelope
+from ..events import Envelope, http_chunk
 
 _ids = itertools.count(1)
 
@@ -30,9 +34,9 @@ class Connection:
     """State of one open stream. Few attributes and no task of its own: at 10k clients objects are what cost."""
 
     __slots__ = (
-        "_bytes", "_chunks", "_events", "_limits", "_pending", "_waiter", "channels", "close_reason",
-        "deadline", "endpoint", "id", "ip", "last_event_at", "last_write_at", "opened_at", "principal",
-        "writer", "writing",
+        "_bytes", "_chunks", "_events", "_limits", "_pending", "_transport", "_waiter", "channels",
+        "close_reason", "deadline", "endpoint", "id", "ip", "last_event_at", "last_write_at", "opened_at",
+        "principal", "writer", "writing",
     )  # fmt: skip
 
     def __init__(
@@ -63,6 +67,7 @@ class Connection:
         self._pending: list[Envelope] | None = [] if replaying else None
         self.writer: asyncio.Task[object] | None = None  # the task writing to the socket, if any
         self.writing = False  # True while that task is inside a socket write (which a stuck client blocks)
+        self._transport: asyncio.WriteTransport | None = None
 
     @property
     def closed(self) -> bool:
@@ -72,6 +77,8 @@ class Connection:
         """Queue a live event (the router's call, once per recipient: keep it cheap)."""
         if self._pending is not None:
             self._pending.append(envelope)  # held until the replay before it has been queued
+        elif self._transport is not None:
+            self._write(envelope.chunk, envelope.received_at)
         else:
             self._enqueue(envelope.frame, envelope.received_at)
 
@@ -92,9 +99,37 @@ class Connection:
         """Queue a frame that is not an event (keepalive, reset, shutdown): it does not reset the idle clock."""
         self._enqueue(frame, None)
 
+    def attach(self, transport: asyncio.WriteTransport) -> None:
+        """From now on write straight to `transport` (after what is buffered, in order)."""
+        self._transport = transport
+        if self._chunks:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            self._bytes = self._events = 0
+            self._write(http_chunk(data), None)
+
+    @property
+    def attached(self) -> bool:
+        return self._transport is not None
+
+    def _write(self, chunk: bytes, event_at: float | None) -> None:
+        transport = self._transport
+        if self.close_reason is not None or transport is None or transport.is_closing():
+            return
+        transport.write(chunk)
+        if event_at is None:
+            self.last_write_at = time.time()
+        else:
+            self.last_event_at = self.last_write_at = event_at
+        if transport.get_write_buffer_size() > self._limits.max_bytes:
+            self.close("slow")
+
     def _enqueue(self, frame: bytes, event_at: float | None) -> None:
         """`event_at` is when the router received the event (None for comments): no clock read per recipient."""
         if self.close_reason is not None:
+            return
+        if self._transport is not None:
+            self._write(http_chunk(frame), event_at)
             return
         self._chunks.append(frame)
         self._bytes += len(frame)
@@ -113,6 +148,8 @@ class Connection:
             if reason == "slow":
                 self._chunks.clear()  # a client this far behind resumes from history instead
                 self._bytes = 0
+                if self._transport is not None:
+                    self._transport.abort()  # drop what it never read; the server sees the disconnect
                 if self.writing and self.writer is not None:
                     self.writer.cancel()  # it is blocked on a socket that stopped reading: let it go now
             self._wake()
@@ -121,6 +158,15 @@ class Connection:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    async def wait_closed(self) -> None:
+        """Return once the stream is closed (the attached mode's writer has nothing else to wait for)."""
+        while self.close_reason is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
     async def next_chunk(self) -> bytes | None:
         """Everything queued since the last call, as one write; None once closed and drained."""

@@ -22,6 +22,7 @@ from ..auth import Principal
 from ..errors import ApiError, BusUnavailable
 from ..events import Envelope, sse_frame
 from .connection import Connection
+from .protocol import TRANSPORT_KEY
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -58,7 +59,7 @@ class StreamEndpoint:
             ip=_client_ip(scope),
             replaying=bool(last_event_id),
         )
-        await self._serve(conn, last_event_id, receive, send)
+        await self._serve(conn, last_event_id, scope, receive, send)
 
     async def _admit(self, request: Request) -> tuple[Principal, list[str]]:
         if self._hub.draining:
@@ -74,7 +75,9 @@ class StreamEndpoint:
                 raise ApiError(403, "forbidden", f"not allowed to read topic {topic!r}", field="topics")
         return principal, topics
 
-    async def _serve(self, conn: Connection, last_event_id: str | None, receive: Receive, send: Send) -> None:
+    async def _serve(
+        self, conn: Connection, last_event_id: str | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         hub = self._hub
         opened = metrics.stream_opened(self._role_label)
         watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
@@ -94,7 +97,13 @@ class StreamEndpoint:
                 await self._replay(conn, last_event_id)
             await send({"type": "http.response.start", "status": 200, "headers": hub.stream_headers})
             await send({"type": "http.response.body", "body": hub.stream_preamble, "more_body": True})
-            completed = await _write_until_closed(conn, send)
+            transport = _own_transport(scope)
+            if transport is not None:
+                conn.attach(transport)
+                await conn.wait_closed()
+                completed = await _finish(send)
+            else:
+                completed = await _write_until_closed(conn, send)
         finally:
             watcher.cancel()
             hub.streams.remove(conn)
@@ -134,10 +143,7 @@ async def _write_until_closed(conn: Connection, send: Send) -> bool:
             conn.writing = True  # the router's sweep cuts off a write blocked too long (no timer per write)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             conn.writing = False
-        async with asyncio.timeout(WRITE_TIMEOUT):
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-    except TimeoutError:
-        return False
+        return await _finish(send)
     except asyncio.CancelledError:
         if conn.close_reason != "slow" or conn.writer is None:
             raise
@@ -146,6 +152,25 @@ async def _write_until_closed(conn: Connection, send: Send) -> bool:
     finally:
         conn.writer = None
     return True
+
+
+async def _finish(send: Send) -> bool:
+    """End the chunked body; False if even that could not be written in WRITE_TIMEOUT."""
+    try:
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except TimeoutError:
+        return False
+    return True
+
+
+def _own_transport(scope: Scope) -> asyncio.WriteTransport | None:
+    """The socket, when our protocol (tidings serve) shared it and the body is chunked HTTP/1.1."""
+    extension = scope.get("extensions", {}).get(TRANSPORT_KEY)
+    if extension is None or scope.get("http_version") != "1.1":
+        return None
+    transport: asyncio.WriteTransport = extension["transport"]
+    return transport
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
