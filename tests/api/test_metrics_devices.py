@@ -9,7 +9,9 @@ from tidings.registry.validation import DeviceIn
 
 
 def gauge(text: str, provider: str) -> float:
-    line = next(line for line in text.splitlines() if line.startswith(f'devices_active{{provider="{provider}"}}'))
+    line = next(
+        line for line in text.splitlines() if line.startswith(f'devices_active{{provider="{provider}"}}')
+    )
     return float(line.rsplit(" ", 1)[1])
 
 

@@ -32,7 +32,10 @@ def servers(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 
 
 def redis_env(redis_settings: dict[str, str]) -> dict[str, str]:
-    return {"TIDINGS_BUS_URL": redis_settings["bus_url"], "TIDINGS_REDIS_PREFIX": redis_settings["redis_prefix"]}
+    return {
+        "TIDINGS_BUS_URL": redis_settings["bus_url"],
+        "TIDINGS_REDIS_PREFIX": redis_settings["redis_prefix"],
+    }
 
 
 async def publish(base: str, users: list[str], kind: str = "order.created") -> str:

@@ -37,7 +37,9 @@ async def resume_under_fire(publisher: Hub, first: str, second: str, token: str)
     assert received == published[start : start + len(received)]  # the exact published order, nothing twice
 
 
-async def test_resume_races_publishes_in_one_process(server: InProcessServer, token: Callable[..., str]) -> None:
+async def test_resume_races_publishes_in_one_process(
+    server: InProcessServer, token: Callable[..., str]
+) -> None:
     await resume_under_fire(server.hub, server.url, server.url, token("alice"))  # type: ignore[attr-defined]
 
 
