@@ -51,10 +51,11 @@ def summarise(collapsed: Path, top: int) -> str:
 
 
 def _record(
-    spy: str, srv: launcher.Server, seconds: float, stem: Path, native: bool
+    spy: str, srv: launcher.Server, seconds: float, stem: Path, native: bool, idle: bool = False
 ) -> subprocess.Popen[bytes]:
     """Start py-spy on the server for ``seconds``; collapsed stacks go to ``<stem>.txt``."""
     extra = ["--native"] if native else ["--nonblocking"]  # native stacks need to stop the process
+    extra += ["--idle"] if idle else []
     Path(f"{stem}.txt").unlink(missing_ok=True)  # never read a previous run's stacks
     rec = subprocess.Popen(
         [
@@ -89,6 +90,7 @@ def main() -> int:
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--native", action="store_true", help="include native (C) frames")
     p.add_argument("--connect", action="store_true", help="profile the connect phase instead of publishing")
+    p.add_argument("--idle", action="store_true", help="also sample idle time (where the server waits)")
     args = p.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
@@ -106,11 +108,11 @@ def main() -> int:
     try:
         rec: subprocess.Popen[bytes] | None = None
         if args.connect:
-            rec = _record(spy, srv, args.seconds, stem, args.native)
+            rec = _record(spy, srv, args.seconds, stem, args.native, args.idle)
         c = pool.connect([srv.addr], TOPIC, [f"u{i}" for i in range(args.clients)])
         print(f"connected {c['ok']}/{args.clients} in {c['seconds']:.2f}s")
         if rec is None:
-            rec = _record(spy, srv, args.seconds, stem, args.native)
+            rec = _record(spy, srv, args.seconds, stem, args.native, args.idle)
             pool.start()
             plan = Plan(
                 srv.addr[0],
