@@ -114,4 +114,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with launcher.exclusive():
+        code = main()
+    sys.exit(code)

@@ -9,14 +9,17 @@ including child processes, so nothing in the servers is instrumented.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import resource
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BACKLOG = 4096
 SYSTEMS = ("tidings", "naive", "ceiling")
+LOCK_PATH = Path(tempfile.gettempdir()) / "tidings-bench.lock"
 
 
 def free_port() -> int:
@@ -183,6 +187,34 @@ def start(
             time.sleep(0.1)
     server.stop()
     raise RuntimeError(f"{system} not healthy after {timeout}s:\n{server.log_tail()}")
+
+
+@contextlib.contextmanager
+def exclusive(wait: float = 900) -> Iterator[None]:
+    """One benchmark at a time on this host: two overlapping runs would each measure the other's load.
+
+    A second ``python -m bench`` / ``bench.profile`` waits (up to ``wait`` seconds) for the first to finish.
+    """
+    with open(LOCK_PATH, "a+") as fh:
+        deadline = time.monotonic() + wait
+        announced = False
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"another benchmark still holds {LOCK_PATH} after {wait:.0f} s"
+                    ) from None
+                if not announced:
+                    print(f"waiting for another benchmark run to finish ({LOCK_PATH})", flush=True)
+                    announced = True
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def check_host_limits(clients: int) -> list[str]:
