@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -180,3 +181,49 @@ async def test_next_chunk_joins_frames_and_ends_after_close() -> None:
     assert chunk is not None and chunk.count(b"id: ") == 2
     c.close("client")
     assert await c.next_chunk() is None
+
+
+class RecordingTransport:
+    """The two calls an attached connection makes, recorded (the real socket path is covered over HTTP)."""
+
+    def __init__(self, buffered: int = 0) -> None:
+        self.writes: list[bytes] = []
+        self.buffered = buffered
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+async def test_attached_streams_get_one_write_per_burst_of_events() -> None:
+    router = Router(keepalive=30, idle_timeout=0)
+    c = conn("a")
+    router.add(c)
+    transport = RecordingTransport()
+    c.attach(transport, router.mark_dirty)  # type: ignore[arg-type]
+    for i in range(3):
+        router.route(envelope(f"{i}-0", "*"))
+    assert transport.writes == []  # collected, not yet written
+    await asyncio.sleep(0)  # the end of this loop iteration
+    [write] = transport.writes
+    assert write == b"".join(envelope(f"{i}-0", "*").chunk for i in range(3))
+
+
+async def test_an_attached_stream_whose_socket_backs_up_is_cut_off() -> None:
+    router = Router(keepalive=30, idle_timeout=0)
+    c = conn("a", limits=BufferLimits(max_bytes=1000))
+    router.add(c)
+    transport = RecordingTransport(buffered=5000)
+    c.attach(transport, router.mark_dirty)  # type: ignore[arg-type]
+    router.route(envelope("1-0", "*"))
+    await asyncio.sleep(0)
+    assert c.close_reason == "slow" and transport.aborted

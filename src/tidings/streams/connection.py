@@ -4,9 +4,10 @@ The router never awaits a socket: it appends pre-encoded bytes here and wakes th
 the writer is busy are joined into one write. A client that falls more than the buffer limit behind is closed as
 `slow`; it resumes from history when it reconnects.
 
-When the server gave us the socket (`attach`, under `tidings serve`), events skip the buffer and the writer task:
-the router writes each event's shared, pre-chunked bytes straight to the transport, and the transport's own
-buffer is what the limit bounds.
+When the server gave us the socket (`attach`, under `tidings serve`), events skip the writer task: each event's
+shared, pre-chunked bytes are collected per connection and written straight to the transport once per event-loop
+iteration (`flush`, run by the router), so a burst costs one write per connection, not one per event. The
+transport's own buffer is then what the limit bounds.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..auth import Principal
@@ -34,7 +35,7 @@ class Connection:
     """State of one open stream. Few attributes and no task of its own: at 10k clients objects are what cost."""
 
     __slots__ = (
-        "_bytes", "_chunks", "_events", "_limits", "_pending", "_transport", "_waiter", "channels",
+        "_bytes", "_chunks", "_events", "_limits", "_mark_dirty", "_pending", "_transport", "_waiter", "channels",
         "close_reason", "deadline", "endpoint", "id", "ip", "last_event_at", "last_write_at", "opened_at",
         "principal", "writer", "writing",
     )  # fmt: skip
@@ -68,6 +69,7 @@ class Connection:
         self.writer: asyncio.Task[object] | None = None  # the task writing to the socket, if any
         self.writing = False  # True while that task is inside a socket write (which a stuck client blocks)
         self._transport: asyncio.WriteTransport | None = None
+        self._mark_dirty: Callable[[Connection], None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -77,8 +79,12 @@ class Connection:
         """Queue a live event (the router's call, once per recipient: keep it cheap)."""
         if self._pending is not None:
             self._pending.append(envelope)  # held until the replay before it has been queued
-        elif self._transport is not None:
-            self._write(envelope.chunk, envelope.received_at)
+        elif self._mark_dirty is not None:
+            if self.close_reason is None:
+                if not self._chunks:
+                    self._mark_dirty(self)  # the router flushes us once this loop iteration
+                self._chunks.append(envelope.chunk)
+                self.last_event_at = envelope.received_at
         else:
             self._enqueue(envelope.frame, envelope.received_at)
 
@@ -99,28 +105,32 @@ class Connection:
         """Queue a frame that is not an event (keepalive, reset, shutdown): it does not reset the idle clock."""
         self._enqueue(frame, None)
 
-    def attach(self, transport: asyncio.WriteTransport) -> None:
-        """From now on write straight to `transport` (after what is buffered, in order)."""
-        self._transport = transport
-        if self._chunks:
+    def attach(self, transport: asyncio.WriteTransport, mark_dirty: Callable[[Connection], None]) -> None:
+        """From now on write to `transport` directly; `mark_dirty` asks for a `flush` this loop iteration."""
+        if self._chunks:  # what was queued while the response started: one chunk, written now, in order
             data = b"".join(self._chunks)
             self._chunks.clear()
             self._bytes = self._events = 0
-            self._write(http_chunk(data), None)
+            self._chunks.append(http_chunk(data))
+        self._transport = transport
+        self._mark_dirty = mark_dirty
+        self.flush(time.time())
 
     @property
     def attached(self) -> bool:
         return self._transport is not None
 
-    def _write(self, chunk: bytes, event_at: float | None) -> None:
-        transport = self._transport
-        if self.close_reason is not None or transport is None or transport.is_closing():
+    def flush(self, now: float) -> None:
+        """Write what was collected since the last flush (attached mode) as one write."""
+        chunks, transport = self._chunks, self._transport
+        if not chunks or transport is None:
             return
-        transport.write(chunk)
-        if event_at is None:
-            self.last_write_at = time.time()
-        else:
-            self.last_event_at = self.last_write_at = event_at
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        if transport.is_closing():
+            return
+        transport.write(data)
+        self.last_write_at = now
         if transport.get_write_buffer_size() > self._limits.max_bytes:
             self.close("slow")
 
@@ -128,8 +138,12 @@ class Connection:
         """`event_at` is when the router received the event (None for comments): no clock read per recipient."""
         if self.close_reason is not None:
             return
-        if self._transport is not None:
-            self._write(http_chunk(frame), event_at)
+        if self._mark_dirty is not None:
+            if not self._chunks:
+                self._mark_dirty(self)
+            self._chunks.append(http_chunk(frame))
+            if event_at is not None:
+                self.last_event_at = event_at
             return
         self._chunks.append(frame)
         self._bytes += len(frame)
@@ -152,6 +166,8 @@ class Connection:
                     self._transport.abort()  # drop what it never read; the server sees the disconnect
                 if self.writing and self.writer is not None:
                     self.writer.cancel()  # it is blocked on a socket that stopped reading: let it go now
+            else:
+                self.flush(time.time())  # attached: what was collected goes out before the stream ends
             self._wake()
 
     def _wake(self) -> None:

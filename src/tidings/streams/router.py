@@ -42,6 +42,7 @@ class Router:
         self._sweeper: asyncio.Task[None] | None = None
         self._empty = asyncio.Event()
         self._empty.set()
+        self._dirty: list[Connection] = []  # attached connections with output collected this loop iteration
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._sessions.values())
@@ -88,6 +89,18 @@ class Router:
         for conn in recipients:
             conn.push(envelope)
         metrics.observe_routed(envelope, len(recipients))
+
+    def mark_dirty(self, conn: Connection) -> None:
+        """Flush `conn` at the end of this loop iteration (one write per connection per burst of events)."""
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._dirty.append(conn)
+
+    def _flush(self) -> None:
+        dirty, now = self._dirty, time.time()
+        self._dirty = []
+        for conn in dirty:
+            conn.flush(now)
 
     async def wait_empty(self) -> None:
         """Return once no connection is left."""

@@ -99,9 +99,9 @@ class StreamEndpoint:
             await send({"type": "http.response.body", "body": hub.stream_preamble, "more_body": True})
             transport = _own_transport(scope)
             if transport is not None:
-                conn.attach(transport)
+                conn.attach(transport, hub.streams.mark_dirty)
                 await conn.wait_closed()
-                completed = await _finish(send)
+                completed = conn.close_reason != "slow" and await _finish(send)
             else:
                 completed = await _write_until_closed(conn, send)
         finally:
@@ -143,7 +143,8 @@ async def _write_until_closed(conn: Connection, send: Send) -> bool:
             conn.writing = True  # the router's sweep cuts off a write blocked too long (no timer per write)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             conn.writing = False
-        return await _finish(send)
+        # a client cut off as slow gets no orderly end: returning without one makes the server drop the socket
+        return conn.close_reason != "slow" and await _finish(send)
     except asyncio.CancelledError:
         if conn.close_reason != "slow" or conn.writer is None:
             raise
@@ -151,7 +152,6 @@ async def _write_until_closed(conn: Connection, send: Send) -> bool:
         return False
     finally:
         conn.writer = None
-    return True
 
 
 async def _finish(send: Send) -> bool:
