@@ -241,12 +241,12 @@ class Hub:
             raise ApiError(
                 503, "unavailable", "the event bus is unavailable; retry", headers={"Retry-After": "1"}
             ) from exc
+        logging_publishes = log.isEnabledFor(logging.INFO)  # the extra dict per event costs even when dropped
         for event, event_id in zip(events, ids, strict=True):
             metrics.events_published_total.labels(event.type).inc()
-            log.info(
-                "publish",
-                extra={"event_id": event_id, "event_type": event.type, "audience": _audience_size(event.to)},
-            )
+            if logging_publishes:
+                extra = {"event_id": event_id, "event_type": event.type, "audience": _audience_size(event.to)}
+                log.info("publish", extra=extra)
         if self.services is not None:
             try:
                 await self.services.enqueue_pushes(events, ids)

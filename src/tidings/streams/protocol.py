@@ -14,8 +14,17 @@ TRANSPORT_KEY = "tidings.transport"
 
 
 class TidingsHttpProtocol(HttpToolsProtocol):
-    """Exposes the connection's transport as `scope["extensions"]["tidings.transport"]`."""
+    """Exposes the connection's transport as `scope["extensions"]["tidings.transport"]["transport"]`, and calls
+    the `on_lost` callable a stream may put there when the connection drops (so a stream needs no task waiting
+    on `receive()` to learn of the disconnect)."""
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope["extensions"] = {TRANSPORT_KEY: {"transport": self.transport}}
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        scope = getattr(self, "scope", None)  # absent if the connection closed before a request began
+        on_lost = scope["extensions"][TRANSPORT_KEY].get("on_lost") if scope else None
+        if on_lost is not None:
+            on_lost()

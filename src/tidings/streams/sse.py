@@ -80,8 +80,13 @@ class StreamEndpoint:
     ) -> None:
         hub = self._hub
         opened = metrics.stream_opened(self._role_label)
-        watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
-        watcher.add_done_callback(lambda _: conn.close("client"))
+        extension = _own_socket(scope)
+        watcher = None
+        if extension is not None:  # our protocol reports the disconnect itself: no task per stream for it
+            extension["on_lost"] = lambda: conn.close("client")
+        else:
+            watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+            watcher.add_done_callback(lambda _: conn.close("client"))
         log.info(
             "stream open",
             extra={
@@ -97,15 +102,15 @@ class StreamEndpoint:
                 await self._replay(conn, last_event_id)
             await send({"type": "http.response.start", "status": 200, "headers": hub.stream_headers})
             await send({"type": "http.response.body", "body": hub.stream_preamble, "more_body": True})
-            transport = _own_transport(scope)
-            if transport is not None:
-                conn.attach(transport, hub.streams.mark_dirty)
+            if extension is not None:
+                conn.attach(extension["transport"], hub.streams.mark_dirty)
                 await conn.wait_closed()
                 completed = conn.close_reason != "slow" and await _finish(send)
             else:
                 completed = await _write_until_closed(conn, send)
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             hub.streams.remove(conn)
             reason = conn.close_reason or "error"
             metrics.stream_closed(self._role_label, reason, opened)
@@ -164,13 +169,10 @@ async def _finish(send: Send) -> bool:
     return True
 
 
-def _own_transport(scope: Scope) -> asyncio.WriteTransport | None:
-    """The socket, when our protocol (tidings serve) shared it and the body is chunked HTTP/1.1."""
-    extension = scope.get("extensions", {}).get(TRANSPORT_KEY)
-    if extension is None or scope.get("http_version") != "1.1":
-        return None
-    transport: asyncio.WriteTransport = extension["transport"]
-    return transport
+def _own_socket(scope: Scope) -> dict[str, Any] | None:
+    """Our protocol's extension (the socket, a disconnect hook) when the body is chunked HTTP/1.1 over it."""
+    extension: dict[str, Any] | None = scope.get("extensions", {}).get(TRANSPORT_KEY)
+    return extension if extension is not None and scope.get("http_version") == "1.1" else None
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
