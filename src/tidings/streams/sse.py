@@ -3,7 +3,9 @@
 It is not a FastAPI route on purpose: a stream is opened once and lives long, and at 10k clients the dependency
 injection and response classes cost more than the stream itself. Nothing is sent before authentication,
 authorization and the topic check have passed, so an error is always a complete JSON answer, never a half-open
-stream. Per connection there is the ASGI task that writes and one small task that waits for the disconnect.
+stream. Under `tidings serve` (streams/protocol.py) the socket is written by the router and the disconnect comes
+from the protocol, so the ASGI task only waits for the end; under any other server the ASGI task drains the
+connection's buffer through `send`, and one small task waits for the disconnect.
 """
 
 from __future__ import annotations
