@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import HMACAlgorithm
 
-from .config import ConfigError, Settings
-from .errors import AuthError
+from .config import Settings
+from .errors import AuthError, ConfigError
 
 PUBLISHER_ROLE = "publisher"
 ADMIN_ROLE = "admin"

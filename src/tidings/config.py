@@ -13,11 +13,9 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .errors import ConfigError
+
 ENV_PREFIX = "TIDINGS_"
-
-
-class ConfigError(Exception):
-    """Configuration that cannot work; the message names the variable."""
 
 
 class Environment(StrEnum):

@@ -1,17 +1,73 @@
-"""The exception hierarchy; foreign errors are translated into these at module boundaries.
+"""The one exception hierarchy; foreign errors are translated into these at module boundaries.
 
 TidingsError
-├── ApiError             an HTTP answer: status, machine code, message, the offending field
-├── AuthError            a token that cannot be trusted (→ 401)
+├── ConfigError          configuration that cannot work; the message names the variable (exit 2)
+├── AuthError            a token that cannot be trusted (→ 401; code "forbidden" → 403)
+├── InvalidEvent         a published event that fails validation; `errors` names each field (→ 422)
 ├── BusUnavailable       the broker cannot take or carry events right now (→ 503)
-└── ConfigError          (in config.py) configuration that cannot work
+├── NotStarted           a hub used outside its lifespan
+├── PolicyViolation      input that is well-formed but not allowed (a device endpoint off the allow-list, ...)
+├── SchemaNotReady       the database is not at the newest migration
+└── ApiError             an HTTP answer: status, machine code, message, the offending field. Raised only by the
+                         HTTP layer (`api/`); the core raises the errors above and `api/errors.py` maps them.
+
+Foreign errors (Redis, sockets) become ours through `map_exceptions` / `redis_errors`, never through a
+hand-written `except` block per call site.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+
+from redis.exceptions import RedisError
+
 
 class TidingsError(Exception):
     """Root of every error tidings raises on purpose."""
+
+
+class ConfigError(TidingsError):
+    """Configuration that cannot work; the message names the variable."""
+
+
+class AuthError(TidingsError):
+    """A credential that is missing, malformed, expired, revoked or signed by the wrong key."""
+
+    def __init__(self, message: str, code: str = "invalid_token") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class InvalidEvent(TidingsError):
+    """Events a publisher sent that cannot be accepted; `errors` is `[{"field", "message"}, ...]`."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        first = errors[0] if errors else {"field": "", "message": "invalid event"}
+        super().__init__(f"{first['field']}: {first['message']}" if first["field"] else first["message"])
+        self.errors = errors
+        self.field = first["field"]
+
+
+class BusUnavailable(TidingsError):
+    """The event bus (or the push queue's broker) cannot accept work now; answer 503 rather than drop."""
+
+
+class NotStarted(TidingsError):
+    """A hub's stores were used before its lifespan started them."""
+
+
+class PolicyViolation(TidingsError):
+    """Well-formed input that a rule refuses; `field` names where (e.g. `subscription.endpoint`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class SchemaNotReady(TidingsError):
+    """The database is not at the newest migration; every query would fail."""
 
 
 class ApiError(TidingsError):
@@ -41,13 +97,24 @@ class ApiError(TidingsError):
         return body
 
 
-class AuthError(TidingsError):
-    """A credential that is missing, malformed, expired, revoked or signed by the wrong key."""
-
-    def __init__(self, message: str, code: str = "invalid_token") -> None:
-        super().__init__(message)
-        self.code = code
+ForeignErrors = type[BaseException] | tuple[type[BaseException], ...]
 
 
-class BusUnavailable(TidingsError):
-    """The event bus cannot accept events now; callers answer 503 rather than accept and drop."""
+@contextmanager
+def map_exceptions(mapping: Mapping[ForeignErrors, type[TidingsError]], what: str) -> Iterator[None]:
+    """Re-raise foreign exceptions as ours (`raise Ours(f"{what}: {exc}") from exc`), first match wins."""
+    try:
+        yield
+    except Exception as exc:
+        for foreign, ours in mapping.items():
+            if isinstance(exc, foreign):
+                raise ours(f"{what}: {exc}") from exc
+        raise
+
+
+_BROKER_ERRORS: Mapping[ForeignErrors, type[TidingsError]] = {(RedisError, OSError): BusUnavailable}
+
+
+def redis_errors(what: str = "redis unavailable") -> AbstractContextManager[None]:
+    """`with redis_errors(): await client.xadd(...)` — a Redis or socket failure becomes BusUnavailable."""
+    return map_exceptions(_BROKER_ERRORS, what)

@@ -11,7 +11,8 @@ from typing import Annotated, NoReturn
 import typer
 
 from .. import __version__
-from ..config import ConfigError, Settings, load_settings
+from ..config import Settings, load_settings
+from ..errors import ConfigError
 
 app = typer.Typer(
     help="tidings: a notification hub (SSE streams, APNs, FCM, Web Push).", no_args_is_help=True

@@ -9,7 +9,8 @@ import typer
 from sqlalchemy.engine import make_url
 
 from .. import db
-from ..config import ConfigError, load_settings
+from ..config import load_settings
+from ..errors import ConfigError
 
 app = typer.Typer(
     help="Database schema: apply and inspect the migrations shipped with tidings.", no_args_is_help=True

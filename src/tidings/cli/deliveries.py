@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 
 import typer
 
-from tidings.config import ConfigError, Settings, load_settings
+from tidings.config import Settings, load_settings
 from tidings.delivery.log import DeliveryRecord
+from tidings.errors import ConfigError
 
 app = typer.Typer(help="Show the push delivery log.")
 

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from .. import db
-from ..config import ConfigError, Settings, load_settings
+from ..config import Settings, load_settings
+from ..errors import ConfigError
 from ..registry.endpoint import EndpointPolicy
 from ..registry.retire import prune_once
 from ..registry.store import Device, DeviceStore

@@ -17,7 +17,8 @@ from typing import Literal
 
 import typer
 
-from tidings.config import ConfigError, Settings, load_settings
+from tidings.config import Settings, load_settings
+from tidings.errors import ConfigError
 
 app = typer.Typer(help="Check configuration and reachability.")
 

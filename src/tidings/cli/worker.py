@@ -10,7 +10,8 @@ import asyncio
 
 import typer
 
-from tidings.config import ConfigError, load_settings
+from tidings.config import load_settings
+from tidings.errors import ConfigError
 
 app = typer.Typer(help="Run the push delivery worker.")
 
