@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from tidings import Hub
+from tidings.api import mount
 
 
 class OrderIn(BaseModel):
@@ -29,10 +30,10 @@ class Order(OrderIn):
     status: str = "new"
 
 
-def create_app(hub: Hub | None = None) -> FastAPI:
+def create_app(hub: Hub | None = None, *, handle_signals: bool = True) -> FastAPI:
     hub = hub or Hub()
     app = FastAPI(title="orders (tidings example)")
-    hub.mount(app)  # /v1/events, /v1/admin/events, /v1/publish, ... and the hub's lifespan
+    mount(app, hub, handle_signals=handle_signals)  # /v1/events, /v1/publish, ... and the hub's lifespan
     orders: dict[int, Order] = {}
     ids = itertools.count(1)
 

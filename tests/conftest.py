@@ -11,23 +11,29 @@ from typing import Any
 import pytest
 import redis
 
-from support import PLAIN_PROTOCOL, PUBLISH_KEY, SECRET, TIDINGS_PROTOCOL, InProcessServer
+from support import (
+    IN_CI,
+    PLAIN_PROTOCOL,
+    PUBLISH_KEY,
+    SECRET,
+    TIDINGS_PROTOCOL,
+    InProcessServer,
+    ManualClock,
+    require,
+)
 from tidings import Hub, Settings
 from tidings.auth import mint_token
 
 pytest_plugins = ["fixtures.db"]
 
 REDIS_URL = os.environ.get("TIDINGS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-IN_CI = os.environ.get("CI", "").lower() == "true"
+__all__ = ["IN_CI", "require"]  # older test modules import these from here
 
 
-def require(ok: bool, what: str) -> None:
-    """Skip locally, fail in CI: a missing service must never turn CI green by skipping."""
-    if ok:
-        return
-    if IN_CI:
-        pytest.fail(f"{what} is required when CI=true")
-    pytest.skip(f"{what} is not available (set CI=true to make this a failure)")
+@pytest.fixture
+def clock() -> ManualClock:
+    """Real time plus an offset the test moves (`clock.advance(s)`); see ManualClock."""
+    return ManualClock()
 
 
 @pytest.fixture
@@ -75,7 +81,7 @@ def redis_settings(redis_available: bool) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 async def hub(make_settings: Callable[..., Settings]) -> AsyncIterator[Hub]:
-    hub = Hub(make_settings(), handle_signals=False)
+    hub = Hub(make_settings())
     async with hub.lifespan():
         yield hub
 
@@ -85,9 +91,9 @@ async def server(
     make_settings: Callable[..., Settings], request: pytest.FixtureRequest
 ) -> AsyncIterator[InProcessServer]:
     """The standalone app on a real socket, in this loop, under both stream write paths; `server.hub` is its hub."""
-    from tidings.app import create_app
+    from tidings.server.app import create_app
 
-    hub = Hub(make_settings(keepalive_seconds=30), handle_signals=False)
-    async with InProcessServer(create_app(hub), http=request.param) as running:
+    hub = Hub(make_settings(keepalive_seconds=30))
+    async with InProcessServer(create_app(hub, handle_signals=False), http=request.param) as running:
         running.hub = hub  # type: ignore[attr-defined]
         yield running

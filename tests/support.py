@@ -17,9 +17,38 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import uvicorn
 
-TIDINGS_PROTOCOL = "tidings.streams.protocol:TidingsHttpProtocol"  # what `tidings serve` runs
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(ok: bool, what: str) -> None:
+    """Skip locally, fail in CI: a missing service, browser or peer must never turn CI green by skipping."""
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required when CI=true")
+    pytest.skip(f"{what} is not available (set CI=true to make this a failure)")
+
+
+class ManualClock:
+    """The tests' one clock. `ManualClock()` is real time plus an offset that `advance()` moves (delays become due
+    at once while a real broker's own timers still run); `ManualClock(frozen_at=t)` stands still until advanced."""
+
+    def __init__(self, *, frozen_at: float | None = None) -> None:
+        self.frozen_at = frozen_at
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        base = time.time() if self.frozen_at is None else self.frozen_at
+        return base + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+TIDINGS_PROTOCOL = "tidings.server.protocol:TidingsHttpProtocol"  # what `tidings serve` runs
 PLAIN_PROTOCOL = "httptools"  # what a host app's server runs: streams go through ASGI `send`
 SECRET = "test-secret-0123456789abcdef0123456789"
 PUBLISH_KEY = "test-publish-key"

@@ -5,6 +5,7 @@ TidingsError
 ├── AuthError            a token that cannot be trusted (→ 401; code "forbidden" → 403)
 ├── InvalidEvent         a published event that fails validation; `errors` names each field (→ 422)
 ├── BusUnavailable       the broker cannot take or carry events right now (→ 503)
+│   └── PushNotQueued    the streams got the events, their push jobs could not be queued (→ 503, ids named)
 ├── NotStarted           a hub used outside its lifespan
 ├── PolicyViolation      input that is well-formed but not allowed (a device endpoint off the allow-list, ...)
 ├── SchemaNotReady       the database is not at the newest migration
@@ -17,8 +18,9 @@ hand-written `except` block per call site.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -51,6 +53,17 @@ class InvalidEvent(TidingsError):
 
 class BusUnavailable(TidingsError):
     """The event bus (or the push queue's broker) cannot accept work now; answer 503 rather than drop."""
+
+
+class PushNotQueued(BusUnavailable):
+    """Events reached the streams but their push jobs could not be queued: say exactly which, so a publisher
+    does not blindly retry (and duplicate) what the streams already delivered."""
+
+    def __init__(self, event_ids: list[str]) -> None:
+        super().__init__(
+            f"events {', '.join(event_ids)} reached the streams, but their push jobs could not be queued"
+        )
+        self.event_ids = event_ids
 
 
 class NotStarted(TidingsError):
@@ -95,6 +108,28 @@ class ApiError(TidingsError):
         if self.errors is not None:
             body["errors"] = self.errors
         return body
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """`("body", "to", "users", 0)` → `to.users[0]`: the name a publisher recognises."""
+    out = ""
+    for part in loc:
+        if part in ("body", "query", "path", "header", "cookie"):
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def validation_details(errors: Sequence[Mapping[str, Any]], prefix: str = "") -> list[dict[str, str]]:
+    """pydantic's error list as `[{"field": "to.users[0]", "message": ...}]`, each field under `prefix`."""
+    details = []
+    for err in errors:
+        path = field_path(tuple(err.get("loc", ())))
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            message = "unknown field"
+        details.append({"field": prefix + path if path else prefix.rstrip("."), "message": message})
+    return details
 
 
 ForeignErrors = type[BaseException] | tuple[type[BaseException], ...]

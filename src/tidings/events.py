@@ -1,20 +1,17 @@
-"""Events: validation of what publishers send, and the one-time encoding of what streams carry.
+"""The event model: what a publisher may send (`EventIn`, its `Audience` and `PushSpec`), validated strictly.
 
-An event travels the bus as one message, `<id>\\n<type>\\n<channels>\\n<json>`, where `<json>` is the public
-event without its id (the id is assigned by the bus, atomically with its position in the order). Each process
-turns a message into its SSE frame once (`Envelope.frame`) and writes those same bytes to every recipient.
-
-Channels name audiences: `u:<user>`, `r:<role>`, `t:<topic>` and `*` (broadcast).
+This is the bottom of the package: it imports nothing of ours but `errors`/`config`. Checks that need a higher
+layer (does a push payload fit every provider?) come in through the validation context (`Limits.push_fits`),
+which the hub fills in. How an event is encoded for the bus and the streams is `wire.py`'s business.
 """
 
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
@@ -27,21 +24,80 @@ from pydantic import (
     model_validator,
 )
 
-from .push.spec import PushSpec, ensure_push_fits
-
-BROADCAST = "*"
 TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 NAME_PATTERN = r"^[^\s,\x00-\x1f\x7f]+$"  # no whitespace, commas or control characters: names join into lists
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=NAME_PATTERN)]
+Scalar = str | int | float | bool | None
+
+# Keys a provider reserves in the data dictionary (FCM rejects them; `aps` is APNs's own).
+RESERVED_KEYS = frozenset({"aps", "from", "notification", "message_type", "collapse_key"})
+RESERVED_PREFIXES = ("google", "gcm")
+MAX_TTL = 2_419_200  # 28 days: the longest FCM and APNs keep a message
+MAX_DATA_ENTRIES = 32
+
+
+def reserved_key(key: str) -> bool:
+    return key in RESERVED_KEYS or key.lower().startswith(RESERVED_PREFIXES)
+
+
+class PushSpec(BaseModel):
+    """How an event becomes a push: silent (the app refreshes) or an alert the user sees."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["silent", "alert"] = "silent"
+    title: str | None = Field(None, max_length=256)
+    body: str | None = Field(None, max_length=2048)
+    badge: int | None = Field(None, ge=0)
+    sound: str | None = Field(None, max_length=256)
+    thread_id: str | None = Field(None, max_length=64)
+    collapse_key: str | None = Field(None, max_length=64)  # APNs apns-collapse-id allows 64 bytes
+    priority: Literal["high", "normal"] | None = None
+    ttl: int | None = Field(None, ge=0, le=MAX_TTL)
+    data: dict[str, Scalar] = Field(default_factory=dict)  # small ids only: the app fetches content
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value not in ("silent", "alert"):
+                raise ValueError('push must be "silent", "alert" or an object')
+            return {"mode": value}
+        return value
+
+    @field_validator("data")
+    @classmethod
+    def _small_ids(cls, data: dict[str, Scalar]) -> dict[str, Scalar]:
+        if len(data) > MAX_DATA_ENTRIES:
+            raise ValueError(f"at most {MAX_DATA_ENTRIES} entries (payloads carry ids, not content)")
+        for key, value in data.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}", key):
+                raise ValueError(f"key {key!r} must be 1-64 letters, digits, '_', '.', '-'")
+            if reserved_key(key):
+                raise ValueError(f"key {key!r} is reserved by a push provider")
+            if isinstance(value, str) and len(value) > 256:
+                raise ValueError(f"value of {key!r} is longer than 256 characters")
+        return data
+
+    @model_validator(mode="after")
+    def _alert_has_text(self) -> PushSpec:
+        if self.mode == "alert" and not (self.title or self.body):
+            raise ValueError("an alert push needs a title or a body")
+        return self
+
+
+PushFitCheck = Callable[[PushSpec, str, Mapping[str, Any]], None]
+"""Raises ValueError (naming the provider and sizes) when an event's push payload cannot fit a provider."""
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Sizes a publisher may not exceed; passed as validation context."""
+    """What a publisher may not exceed; passed as the validation context (`{"limits": Limits(...)}`)."""
 
     max_data_bytes: int = 4096
     max_audience: int = 1000
+    push_fits: PushFitCheck | None = None  # filled in by the hub from the push layer
 
 
 def _limits(info: ValidationInfo) -> Limits:
@@ -75,13 +131,18 @@ class Audience(BaseModel):
         return self
 
     def channels(self) -> tuple[str, ...]:
+        """The bus channels of this audience: `u:<user>`, `r:<role>`, `t:<topic>`, or `*` for everyone."""
         if self.broadcast:
-            return (BROADCAST,)
+            return ("*",)
         return (
             *(f"u:{user}" for user in self.users),
             *(f"r:{role}" for role in self.roles),
             *(f"t:{topic}" for topic in self.topics),
         )
+
+    def size(self) -> int | str:
+        """For logs: how many names, or "broadcast"."""
+        return "broadcast" if self.broadcast else len(self.users) + len(self.roles) + len(self.topics)
 
 
 class EventIn(BaseModel):
@@ -110,85 +171,27 @@ class EventIn(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             raise ValueError("occurred_at needs a time zone (e.g. a trailing Z)")
+        try:
+            value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+14:00 is a valid ISO time with no UTC equivalent
+            raise ValueError("occurred_at is out of range once converted to UTC") from None
         return value
 
     @model_validator(mode="after")
-    def _push_fits(self) -> EventIn:
-        if self.push is not None:
-            ensure_push_fits(self.push, self.type, self.data)
+    def _push_fits(self, info: ValidationInfo) -> EventIn:
+        check = _limits(info).push_fits
+        if self.push is not None and check is not None:
+            check(self.push, self.type, self.data)
         return self
+
+    def public(self, now: datetime) -> dict[str, object]:
+        """What every recipient sees (without the id, which the bus assigns)."""
+        return {"type": self.type, "data": self.data, "occurred_at": iso_utc(self.occurred_at or now)}
 
 
 def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def encode_message_tail(event: EventIn, now: datetime) -> bytes:
-    """`<type>\\n<channels>\\n<json>`: all of a bus message but the id, encoded once at publish."""
-    public = {"type": event.type, "data": event.data, "occurred_at": iso_utc(event.occurred_at or now)}
-    channels = " ".join(event.to.channels())
-    return b"%s\n%s\n%s" % (event.type.encode(), channels.encode(), orjson.dumps(public))
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """An event as a process received it from the bus, with its SSE frame encoded once."""
-
-    id: str
-    type: str
-    channels: tuple[str, ...]
-    frame: bytes
-    chunk: bytes  # the frame as one HTTP/1.1 chunk, for streams written straight to their socket
-    message: bytes
-    received_at: float
-
-    @classmethod
-    def parse(cls, message: bytes) -> Envelope:
-        event_id, event_type, channels, public = message.split(b"\n", 3)
-        # The JSON has no raw newlines (orjson escapes them), so one `data:` line is valid WHATWG framing.
-        frame = b'id: %s\nevent: %s\ndata: {"id":"%s",%s\n\n' % (event_id, event_type, event_id, public[1:])
-        channel_list = tuple(channels.decode().split(" "))
-        return cls(
-            event_id.decode(),
-            event_type.decode(),
-            channel_list,
-            frame,
-            http_chunk(frame),
-            message,
-            time.time(),
-        )
-
-
-def http_chunk(data: bytes) -> bytes:
-    """`data` framed as one chunk of an HTTP/1.1 chunked body."""
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-
-
-def sse_frame(
-    data: str, *, event: str | None = None, event_id: str | None = None, retry: int | None = None
-) -> bytes:
-    """A WHATWG-conformant frame for arbitrary text: one `data:` line per line of `data`."""
-    lines = []
-    if event_id is not None:
-        lines.append(f"id: {_single_line(event_id)}")
-    if event is not None:
-        lines.append(f"event: {_single_line(event)}")
-    if retry is not None:
-        lines.append(f"retry: {int(retry)}")
-    lines.extend(f"data: {line}" for line in _LINE_BREAK.split(data))
-    return ("\n".join(lines) + "\n\n").encode()
-
-
-def _single_line(value: str) -> str:
-    if _LINE_BREAK.search(value) or "\x00" in value:
-        raise ValueError("SSE field values cannot contain line breaks or NUL")
-    return value
-
-
-def frames_of(envelopes: Iterable[Envelope]) -> bytes:
-    return b"".join(envelope.frame for envelope in envelopes)

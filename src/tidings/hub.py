@@ -1,8 +1,12 @@
-"""The Hub: `publish()`, the router a host app mounts, and the lifespan that wires bus, streams and storage.
+"""The Hub: the core of tidings — publish, streams, revocation, lifecycle. No web framework in here.
 
-hub = Hub(settings)
-app.include_router(hub.router)          # or hub.mount(app)
-await hub.publish("order.created", {"order_id": 7}, to={"roles": ["admin"]})
+    hub = Hub(settings)
+    async with hub.lifespan():
+        await hub.publish("order.created", {"order_id": 7}, to={"roles": ["admin"]})
+
+The HTTP layer (`tidings.api`) puts routes in front of it (`tidings.api.mount(app, hub)`); `tidings serve`
+(`tidings.server`) runs it standalone. Errors raised here are ours (`AuthError`, `InvalidEvent`,
+`BusUnavailable`, ...); `api/errors.py` maps them to HTTP answers in one place.
 """
 
 from __future__ import annotations
@@ -10,121 +14,121 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from pydantic import ValidationError
-from starlette.requests import Request
 
-from . import metrics
-from .auth import Principal, TokenVerifier, TopicAccessRule, allow_any_topic, bearer_token
+from . import metrics, wire
+from .auth import Principal, TokenVerifier, TopicAccessRule, allow_any_topic
 from .bus import Bus, create_bus
+from .clock import Clock, system_clock
 from .config import Settings, load_settings
 from .devmode import ensure_dev_secrets
-from .errors import ApiError, AuthError, BusUnavailable
-from .events import Audience, Envelope, EventIn, Limits, encode_message_tail, sse_frame
-from .lifecycle import install_drain_on_signals
+from .errors import AuthError, BusUnavailable, InvalidEvent, NotStarted, PushNotQueued, validation_details
+from .events import Audience, EventIn, Limits
+from .push.payloads import ensure_push_fits
+from .runtime import Runtime
 from .streams.connection import BufferLimits, Connection
+from .streams.resume import replay
 from .streams.router import Router
 
 if TYPE_CHECKING:
-    from fastapi import APIRouter, FastAPI
-    from starlette.types import ASGIApp
-
     from .delivery.log import DeliveryLog
     from .delivery.queue import Queue
     from .otel import OtlpBridge
+    from .push.base import Provider
     from .registry.store import DeviceStore
-    from .services import Services
-    from .streams.sse import StreamEndpoint
 
 log = logging.getLogger("tidings.hub")
 
-CONTROL = "#ctl"  # the bus channel of control messages (revocations); no stream subscribes to it
 REVOKED_JTI_TTL = 86_400.0  # a revoked session id is refused this long (tokens rarely live longer)
 
 
 class Hub:
-    """One per process. Safe to construct at import time; nothing connects before the lifespan starts."""
+    """One per process. Safe to construct at import time: nothing connects, and no file is written, before
+    `start()` (or the `lifespan()` context) runs. Every backend-like collaborator can be injected."""
 
     def __init__(
         self,
         settings: Settings | None = None,
         *,
         bus: Bus | None = None,
+        queue: Queue | None = None,
+        devices: DeviceStore | None = None,
+        providers: Mapping[str, Provider] | None = None,
         topic_access: TopicAccessRule = allow_any_topic,
-        clock: Callable[[], float] = time.time,
-        handle_signals: bool = True,
+        clock: Clock = system_clock,
     ) -> None:
-        self.settings = ensure_dev_secrets(settings or load_settings())
+        self.settings = settings or load_settings()
         s = self.settings
         self.clock = clock
-        self.verifier = TokenVerifier(s)
         self.bus = bus or create_bus(
             s.bus_url,
             prefix=s.redis_prefix,
             max_events=s.history_max_events,
             max_age=s.history_max_age_seconds,
+            clock=clock,
         )
-        self.streams = Router(keepalive=s.keepalive_seconds, idle_timeout=s.stream_idle_timeout, clock=clock)
-        self.limits = Limits(max_data_bytes=s.max_data_bytes, max_audience=s.max_audience)
+        self.streams = Router(
+            keepalive=s.keepalive_seconds,
+            idle_timeout=s.stream_idle_timeout,
+            clock=clock,
+            expire_history=self.bus.expire_history,
+        )
+        self.limits = Limits(
+            max_data_bytes=s.max_data_bytes, max_audience=s.max_audience, push_fits=ensure_push_fits
+        )
         self.publish_body_limit = s.max_batch * (s.max_data_bytes + 16_384)
-        self.stream_headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no"),
-            (b"x-reconnect-delay", str(s.reconnect_delay_ms).encode()),
-        ]
-        self.stream_preamble = b"retry: %d\n:ok\n\n" % s.reconnect_delay_ms
+        self.stream_headers = wire.stream_headers(s.reconnect_delay_ms)
+        self.stream_preamble = wire.preamble(s.reconnect_delay_ms)
         self.draining = False
-        self.services: Services | None = None
+        self.runtime: Runtime | None = None
+        self._verifier: TokenVerifier | None = None
+        self._queue, self._devices, self._providers = queue, devices, providers
         self._topic_access = topic_access
-        self._handle_signals = handle_signals
         self._buffer_limits = BufferLimits(s.stream_buffer_bytes, s.stream_buffer_events)
-        self._router: APIRouter | None = None
         self._otel: OtlpBridge | None = None
-        self._stream_endpoints: dict[str, StreamEndpoint] | None = None
 
-    # --- lifespan ------------------------------------------------------------------------------------------
+    # --- lifecycle -----------------------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
-        if app is not None:
-            app.state.tidings_hub = self
+    async def lifespan(self) -> AsyncIterator[Hub]:
         await self.start()
-        restore = install_drain_on_signals(self) if self._handle_signals else None
         try:
-            yield
+            yield self
         finally:
-            if restore is not None:
-                restore()
             await self.stop()
 
     async def start(self) -> None:
-        from .services import Services
-
+        self.settings = ensure_dev_secrets(self.settings)  # development only: generated once, in the data dir
+        self._verifier = TokenVerifier(self.settings)
         await self.bus.start(self._on_message)
         self.streams.start()
-        self.services = await Services.start(self.settings, clock=self.clock)
+        self.runtime = await Runtime.open(
+            self.settings,
+            clock=self.clock,
+            queue=self._queue,
+            devices=self._devices,
+            providers=self._providers,
+        )
+        if self.settings.effective_worker_in_process:
+            self.runtime.start_background()
         if self.settings.otel_endpoint:
             from .otel import start_otlp_export
 
             self._otel = start_otlp_export()
-        log.info(
-            "hub started", extra={"bus": self.settings.bus_url.split("@")[-1], "env": self.settings.env.value}
-        )
+        log.info("hub started", extra={"bus": self.settings.bus_url.split("@")[-1], "env": self.settings.env})
 
     async def stop(self) -> None:
         await self.drain(grace=0)
         await self.streams.stop()
         await self.bus.stop()
-        if self.services is not None:
-            await self.services.stop()
-            self.services = None
+        if self.runtime is not None:
+            await self.runtime.close()
+            self.runtime = None
         if self._otel is not None:
             await asyncio.to_thread(self._otel.shutdown)
             self._otel = None
@@ -134,13 +138,19 @@ class Hub:
         self.draining = True
         base = self.settings.reconnect_delay_ms
         for conn in list(self.streams.connections()):
-            retry = int(base * (0.5 + random.random()))
-            conn.send_comment(sse_frame('{"reason":"server_shutdown"}', event="shutdown", retry=retry))
+            conn.send_comment(wire.shutdown_frame(int(base * (0.5 + random.random()))))
             conn.close("shutdown")
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         with suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 await self.streams.wait_empty()
+
+    def _started(self) -> Runtime:
+        if self.runtime is None:
+            raise NotStarted(
+                "the hub is not started: run it inside its lifespan (`async with hub.lifespan()`)"
+            )
+        return self.runtime
 
     @property
     def devices(self) -> DeviceStore:
@@ -154,45 +164,11 @@ class Hub:
     def queue(self) -> Queue:
         return self._started().queue
 
-    def _started(self) -> Services:
-        if self.services is None:
-            raise RuntimeError(
-                "the hub is not started: run it inside its lifespan (hub.router / hub.lifespan)"
-            )
-        return self.services
-
-    # --- the HTTP surface ----------------------------------------------------------------------------------
-
     @property
-    def router(self) -> APIRouter:
-        """Every tidings route, with this hub's lifespan: `app.include_router(hub.router)`."""
-        if self._router is None:
-            from .api.assemble import build_router
-
-            self._router = build_router(self)
-        return self._router
-
-    @property
-    def stream_endpoints(self) -> dict[str, StreamEndpoint]:
-        """The SSE endpoints by path (one instance each, shared by the router and the fast path)."""
-        if self._stream_endpoints is None:
-            from .api.assemble import stream_endpoints
-
-            self._stream_endpoints = stream_endpoints(self)
-        return self._stream_endpoints
-
-    def fast_streams(self, app: ASGIApp) -> ASGIApp:
-        """Wrap an ASGI app so the stream paths bypass its middleware (recommended at thousands of streams)."""
-        from .api.assemble import StreamFastPath
-
-        return StreamFastPath(app, self.stream_endpoints)
-
-    def mount(self, app: FastAPI) -> None:
-        """Include the router and register tidings' JSON error handlers on the app."""
-        from .api.assemble import install_error_handlers
-
-        install_error_handlers(app)
-        app.include_router(self.router)
+    def verifier(self) -> TokenVerifier:
+        if self._verifier is None:
+            raise NotStarted("the hub is not started: its token verifier is built at start")
+        return self._verifier
 
     # --- publishing ----------------------------------------------------------------------------------------
 
@@ -205,96 +181,66 @@ class Hub:
         occurred_at: datetime | None = None,
         push: Any = None,
     ) -> str:
-        """Publish one event; returns its id. Raises pydantic's ValidationError for bad input."""
+        """Publish one event; returns its id. InvalidEvent names the bad field."""
         event = {"type": type, "data": dict(data or {}), "to": to, "occurred_at": occurred_at, "push": push}
         return (await self.publish_many([event]))[0]
 
     async def publish_many(self, events: Sequence[EventIn | Mapping[str, Any]]) -> list[str]:
-        validated = [
-            e if isinstance(e, EventIn) else EventIn.model_validate(e, context={"limits": self.limits})
-            for e in events
-        ]
-        return await self.publish_events(validated)
+        return await self.publish_events(self.validate_events(events, indexed=len(events) > 1))
 
     def validate_events(self, items: Sequence[Any], *, indexed: bool) -> list[EventIn]:
-        """Validate a publish request's events; ApiError 422 naming the first bad field (`[3].to.users`)."""
-        from .api.routing import validation_errors
-
+        """Validate events (dicts, or EventIn built elsewhere); InvalidEvent naming every bad field (`[3].to`)."""
         events, details = [], []
+        context = {"limits": self.limits}
         for index, item in enumerate(items):
+            prefix = f"[{index}]." if indexed else ""
             try:
-                events.append(EventIn.model_validate(item, context={"limits": self.limits}))
+                if isinstance(item, EventIn):
+                    item = item.model_dump(exclude_unset=True)  # re-checked against this hub's limits
+                events.append(EventIn.model_validate(item, context=context))
             except ValidationError as exc:
-                details += validation_errors(exc.errors(), prefix=f"[{index}]." if indexed else "")
+                details += validation_details(exc.errors(), prefix=prefix)
         if details:
-            first = details[0]
-            message = f"{first['field']}: {first['message']}"
-            raise ApiError(422, "validation_error", message, first["field"], errors=details)
+            raise InvalidEvent(details)
         return events
 
     async def publish_events(self, events: Sequence[EventIn]) -> list[str]:
-        """Assign ids and send validated events; 503 (ApiError) if the bus cannot take them."""
-        now = datetime.now(UTC)
-        try:
-            ids = await self.bus.publish([encode_message_tail(e, now) for e in events])
-        except BusUnavailable as exc:
-            raise ApiError(
-                503, "unavailable", "the event bus is unavailable; retry", headers={"Retry-After": "1"}
-            ) from exc
+        """Assign ids and send validated events. BusUnavailable if the bus cannot take them; PushNotQueued if
+        the streams got them but their push jobs could not be queued."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        ids = await self.bus.publish(
+            [wire.encode_tail(e.type, e.to.channels(), e.public(now)) for e in events]
+        )
         logging_publishes = log.isEnabledFor(logging.INFO)  # the extra dict per event costs even when dropped
         for event, event_id in zip(events, ids, strict=True):
             metrics.events_published_total.labels(event.type).inc()
             if logging_publishes:
-                extra = {"event_id": event_id, "event_type": event.type, "audience": _audience_size(event.to)}
+                extra = {"event_id": event_id, "event_type": event.type, "audience": event.to.size()}
                 log.info("publish", extra=extra)
-        if self.services is not None:
+        if self.runtime is not None:
             try:
-                await self.services.enqueue_pushes(events, ids)
+                await self.runtime.enqueue_pushes(events, ids)
             except BusUnavailable as exc:
-                # The streams have the events already; say exactly what happened rather than invite a blind retry.
                 log.error("push jobs not queued", extra={"event_ids": ids, "reason": str(exc)})
-                raise ApiError(
-                    503,
-                    "push_unavailable",
-                    f"events {', '.join(ids)} reached the streams, but their push jobs could not be queued",
-                    headers={"Retry-After": "1"},
-                ) from exc
+                raise PushNotQueued(ids) from exc
         return ids
 
     # --- streams -------------------------------------------------------------------------------------------
 
-    async def authenticate(self, request: Request) -> Principal:
-        """The user behind a request's JWT (header, ?token= or cookie), or ApiError 401."""
-        token = (
-            bearer_token(request.headers.get("authorization"))
-            or request.query_params.get("token")
-            or (request.cookies.get(self.settings.token_cookie) if self.settings.token_cookie else None)
-        )
+    async def authenticate(self, token: str | None) -> Principal:
+        """The user behind a JWT; AuthError if missing, invalid or revoked (BusUnavailable if we cannot tell)."""
         if not token:
-            raise ApiError(
-                401, "unauthorized", "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-            )
-        try:
-            principal = await self.verifier.verify(token)
-        except AuthError as exc:
-            raise ApiError(401, exc.code, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
-        try:
-            revoked = principal.jti is not None and await self.is_revoked(principal.jti)
-        except BusUnavailable as exc:
-            raise ApiError(
-                503, "unavailable", "cannot check the session now; retry", headers={"Retry-After": "1"}
-            ) from exc
-        if revoked:
-            raise ApiError(
-                401, "token_revoked", "this session was revoked", headers={"WWW-Authenticate": "Bearer"}
-            )
+            raise AuthError("a bearer token is required", "unauthorized")
+        principal = await self.verifier.verify(token)
+        if principal.jti is not None and await self.bus.is_revoked(principal.jti):
+            raise AuthError("this session was revoked", "token_revoked")
         return principal
 
     async def may_read_topic(self, principal: Principal, topic: str) -> bool:
         allowed = self._topic_access(principal, topic)
         return bool(await allowed) if asyncio.iscoroutine(allowed) else bool(allowed)
 
-    def open_connection(
+    def open_stream(
         self,
         principal: Principal,
         topics: Sequence[str],
@@ -304,21 +250,21 @@ class Hub:
         ip: str,
         replaying: bool,
     ) -> Connection:
+        """Register a new stream with the router (its events start queueing at once)."""
         channels = [
-            "*",
+            wire.BROADCAST,
             f"u:{principal.user_id}",
             *(f"r:{r}" for r in principal.roles),
             *(f"t:{t}" for t in topics),
         ]
-        now = self.clock()
         lifetime = self.settings.stream_max_lifetime
-        deadline = now + lifetime * (0.9 + 0.2 * random.random()) if lifetime else None  # jitter: no herd
+        deadline = self.clock() + lifetime * (0.9 + 0.2 * random.random()) if lifetime else None  # no herd
         conn = Connection(
             principal,
             channels,
             endpoint=endpoint,
             limits=self._buffer_limits,
-            now=now,
+            clock=self.clock,
             deadline=deadline,
             ip=ip,
             replaying=replaying,
@@ -326,28 +272,28 @@ class Hub:
         self.streams.add(conn, limit=limit)
         return conn
 
+    async def resume(self, conn: Connection, last_event_id: str) -> None:
+        """Queue what `conn` missed since `last_event_id`, or `event: reset` when the history cannot say."""
+        await replay(conn, self.bus, last_event_id, self.clock)
+
     # --- sessions ------------------------------------------------------------------------------------------
 
     async def revoke(self, user_id: str, *, jti: str | None = None) -> None:
         """Close the user's streams (or one session's) on every process; refuse a revoked jti from now on."""
-        payload = orjson.dumps({"user_id": user_id, "jti": jti})
         if jti is not None:
             await self.bus.mark_revoked(jti, self.clock() + REVOKED_JTI_TTL)
-        await self.bus.publish([b"tidings.revoke\n%s\n%s" % (CONTROL.encode(), payload)])
-
-    async def is_revoked(self, jti: str) -> bool:
-        return await self.bus.is_revoked(jti)
+        await self.bus.publish([wire.control_message("revoke", {"user_id": user_id, "jti": jti})])
 
     def _on_message(self, message: bytes) -> None:
-        envelope = Envelope.parse(message)
-        if envelope.channels[0] == CONTROL:
+        envelope = wire.Envelope.parse(message, self.clock)
+        if envelope.channels[0] == wire.CONTROL:
             self._on_control(envelope)
         else:
             self.streams.route(envelope)
 
-    def _on_control(self, envelope: Envelope) -> None:
+    def _on_control(self, envelope: wire.Envelope) -> None:
         if envelope.type == "tidings.revoke":
-            body = orjson.loads(envelope.message.split(b"\n", 3)[3])
+            body = envelope.body
             user_id, jti = body["user_id"], body.get("jti")
             self.streams.close_where(
                 lambda c: c.principal.user_id == user_id and (jti is None or c.principal.jti == jti),
@@ -358,12 +304,6 @@ class Hub:
 
     async def readiness(self) -> dict[str, bool]:
         checks = {"bus": await self.bus.healthy()}
-        if self.services is not None:
-            checks.update(await self.services.readiness())
+        if self.runtime is not None:
+            checks.update(await self.runtime.readiness())
         return checks
-
-
-def _audience_size(audience: Audience) -> int | str:
-    if audience.broadcast:
-        return "broadcast"
-    return len(audience.users) + len(audience.roles) + len(audience.topics)

@@ -22,7 +22,7 @@ from prometheus_client import (
 from prometheus_client import multiprocess as _multiprocess
 
 if TYPE_CHECKING:
-    from .events import Envelope
+    from .wire import Envelope
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 

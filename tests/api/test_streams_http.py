@@ -13,7 +13,7 @@ import pytest
 
 from support import PUBLISH_KEY, SECRET, TIDINGS_PROTOCOL, InProcessServer, open_stream
 from tidings import Hub
-from tidings.app import create_app
+from tidings.server.app import create_app
 from tidings.auth import Principal
 
 
@@ -65,8 +65,8 @@ async def test_events_reach_the_user_its_roles_its_topics_and_broadcast(
 async def test_token_may_come_as_header_query_or_cookie(
     make_settings: Callable[..., Any], token: Callable[..., str]
 ) -> None:
-    hub = Hub(make_settings(token_cookie="session"), handle_signals=False)
-    async with InProcessServer(create_app(hub)) as server:
+    hub = Hub(make_settings(token_cookie="session"))
+    async with InProcessServer(create_app(hub, handle_signals=False)) as server:
         for kwargs in (
             {"headers": {"Authorization": f"Bearer {token()}"}},
             {"token": token()},
@@ -135,8 +135,11 @@ async def test_topic_rule_decides_who_reads_a_topic(
     def only_staff(principal: Principal, topic: str) -> bool:
         return not topic.startswith("staff.") or principal.has_role("staff")
 
-    hub = Hub(make_settings(), topic_access=only_staff, handle_signals=False)
-    async with InProcessServer(create_app(hub)) as server, httpx.AsyncClient(base_url=server.url) as client:
+    hub = Hub(make_settings(), topic_access=only_staff)
+    async with (
+        InProcessServer(create_app(hub, handle_signals=False)) as server,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
         refused = await client.get("/v1/events", params={"token": token("alice"), "topics": "staff.pay"})
         assert refused.status_code == 403 and refused.json()["field"] == "topics"
         async with open_stream(
@@ -175,8 +178,11 @@ async def test_a_disconnected_client_leaves_nothing_behind(
 async def test_keepalive_comments_flow_while_idle(
     make_settings: Callable[..., Any], token: Callable[..., str]
 ) -> None:
-    hub = Hub(make_settings(keepalive_seconds=0.2), handle_signals=False)
-    async with InProcessServer(create_app(hub)) as server, open_stream(server.url, token=token()) as stream:
+    hub = Hub(make_settings(keepalive_seconds=0.2))
+    async with (
+        InProcessServer(create_app(hub, handle_signals=False)) as server,
+        open_stream(server.url, token=token()) as stream,
+    ):
         frame = await stream.next_frame(timeout=5)
         assert frame.comments == ["keepalive"] and frame.data == ""
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from tidings.bus import Bus, create_bus, parse_id
+from tidings.bus import Bus, create_bus
+from tidings.wire import parse_id
 
 
 def tail(kind: str, channels: str, body: str = '{"data":{}}') -> bytes:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-import orjson
 import pytest
 from pydantic import ValidationError
 
-from support import parse_frames
-from tidings.events import Envelope, EventIn, Limits, encode_message_tail, sse_frame
+from tidings.events import EventIn, Limits
 
 
 def validate(raw: dict[str, object], **limits: int) -> EventIn:
@@ -68,40 +64,12 @@ def test_naive_occurred_at_is_rejected() -> None:
     assert error_locs({**GOOD, "occurred_at": "2026-01-01T00:00:00"}) == [("occurred_at",)]
 
 
-def test_envelope_frame_is_one_valid_sse_event() -> None:
-    event = validate({**GOOD, "data": {"note": "line one\nline two\r\n", "order_id": 7}})
-    tail = encode_message_tail(event, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
-    envelope = Envelope.parse(b"17-3\n" + tail)
-    [frame] = parse_frames(envelope.frame.decode())
-    assert (frame.id, frame.event) == ("17-3", "order.created")
-    assert frame.json() == {
-        "id": "17-3",
-        "type": "order.created",
-        "data": {"note": "line one\nline two\r\n", "order_id": 7},
-        "occurred_at": "2026-01-02T03:04:05.000Z",
-    }
-    assert envelope.channels == ("r:admin",)
-
-
 def test_broadcast_uses_the_single_broadcast_channel() -> None:
     event = validate({**GOOD, "to": {"broadcast": True, "users": ["a"]}})
     assert event.to.channels() == ("*",)
 
 
-@pytest.mark.parametrize("text", ["one", "one\ntwo", "a\r\nb\rc", "", "trailing\n"])
-def test_sse_frame_splits_lines_per_whatwg(text: str) -> None:
-    expected = text.replace("\r\n", "\n").replace("\r", "\n")
-    [frame] = parse_frames(sse_frame(text, event="note", event_id="1-0").decode())
-    assert (frame.data, frame.event, frame.id) == (expected, "note", "1-0")
-
-
-def test_sse_frame_refuses_line_breaks_in_fields() -> None:
-    with pytest.raises(ValueError):
-        sse_frame("x", event="a\nb")
-
-
-def test_publish_tail_is_compact_json() -> None:
-    tail = encode_message_tail(validate(GOOD), datetime(2026, 1, 1, tzinfo=UTC))
-    kind, channels, body = tail.split(b"\n", 2)
-    assert (kind, channels) == (b"order.created", b"r:admin")
-    assert orjson.loads(body)["data"] == {"order_id": 7}
+def test_occurred_at_must_have_a_utc_equivalent() -> None:
+    """Regression: 0001-01-01T00:00:00+14:00 is valid ISO 8601 but has no UTC time; it was a 500."""
+    assert error_locs({**GOOD, "occurred_at": "0001-01-01T00:00:00+14:00"}) == [("occurred_at",)]
+    assert error_locs({**GOOD, "occurred_at": "9999-12-31T23:59:59-14:00"}) == [("occurred_at",)]

@@ -32,7 +32,7 @@ async def test_metrics_are_pushed_over_otlp_when_configured(
     async with InProcessServer(receiver) as collector:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
         monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "200")
-        hub = Hub(make_settings(), handle_signals=False)
+        hub = Hub(make_settings())
         async with hub.lifespan():
             await hub.publish("order.created", {}, to={"roles": ["admin"]})
 

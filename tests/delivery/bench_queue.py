@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 from delivery.conftest import REDIS_URL, drop_prefix
 from delivery.fakes import FakeDevice, FakeLog, FakeProvider, FakeStore
 from tidings.delivery.queue import PushJob, Queue, QueueOptions
-from tidings.delivery.queue_memory import MemoryQueue
-from tidings.delivery.queue_redis import RedisQueue
+from tidings.delivery.queue.memory import MemoryQueue
+from tidings.delivery.queue.redis import RedisQueue
 from tidings.delivery.worker import Worker
 
 N = 5000

@@ -25,7 +25,7 @@ from typing import Any
 from tidings import db
 from tidings.delivery.log import DeliveryLog
 from tidings.delivery.queue import PushJob
-from tidings.delivery.queue_redis import RedisQueue
+from tidings.delivery.queue.redis import RedisQueue
 from tidings.registry.store import DeviceStore
 from tidings.registry.validation import DeviceIn
 

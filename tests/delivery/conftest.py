@@ -11,8 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from tidings.delivery.queue import Queue, QueueOptions
-from tidings.delivery.queue_memory import MemoryQueue
-from tidings.delivery.queue_redis import RedisQueue
+from tidings.delivery.queue.memory import MemoryQueue
+from tidings.delivery.queue.redis import RedisQueue
 
 REDIS_URL = os.environ.get("TIDINGS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

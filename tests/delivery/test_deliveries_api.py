@@ -28,7 +28,7 @@ def auth(user: str, *roles: str) -> dict[str, str]:
 @pytest.fixture
 async def client(migrated_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Hub]]:
     settings = Settings(_env_file=None, jwt_secret=SECRET, data_dir=tmp_path, database_url=migrated_url)  # type: ignore[call-arg]
-    hub = Hub(settings, handle_signals=False)
+    hub = Hub(settings)
     await hub.start()
     app = FastAPI()
     app.state.tidings_hub = hub

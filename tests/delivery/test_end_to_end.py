@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from support import InProcessServer
-from tidings.app import create_app
+from tidings.server.app import create_app
 from tidings.hub import Hub
 from tidings.sandbox.control import Rule
 
@@ -36,9 +36,9 @@ def bearer(user: str, *roles: str) -> dict[str, str]:
 @pytest.fixture
 async def stack(tmp_path: Path, clock: StepClock) -> AsyncIterator[tuple[AllRig, httpx.AsyncClient]]:
     async with all_rig(tmp_path, clock, jwt_secret=SECRET, publish_key=PUBLISH_KEY) as rig:
-        hub = Hub(rig.settings, handle_signals=False)
+        hub = Hub(rig.settings)
         async with (
-            InProcessServer(create_app(hub)) as server,
+            InProcessServer(create_app(hub, handle_signals=False)) as server,
             httpx.AsyncClient(base_url=server.url) as client,
         ):
             yield rig, client

@@ -162,7 +162,7 @@ async def test_dead_letter_keeps_job_and_reason(queue: Queue) -> None:
 
 
 async def test_redis_group_forgets_long_idle_empty_consumers(redis_prefix: str) -> None:
-    from tidings.delivery.queue_redis import GROUP, RedisQueue
+    from tidings.delivery.queue.redis import GROUP, RedisQueue
 
     from .conftest import REDIS_URL, drop_prefix, redis_or_skip
 
@@ -186,7 +186,7 @@ async def test_redis_group_forgets_long_idle_empty_consumers(redis_prefix: str) 
 
 
 async def test_redis_entry_no_worker_can_read_is_dead_lettered_not_retried_forever(redis_prefix: str) -> None:
-    from tidings.delivery.queue_redis import RedisQueue
+    from tidings.delivery.queue.redis import RedisQueue
 
     from .conftest import REDIS_URL, drop_prefix, redis_or_skip
 
@@ -210,7 +210,7 @@ async def test_redis_entry_no_worker_can_read_is_dead_lettered_not_retried_forev
 async def test_a_full_memory_queue_refuses_rather_than_grows() -> None:
     import pytest
 
-    from tidings.delivery.queue_memory import MemoryQueue
+    from tidings.delivery.queue.memory import MemoryQueue
     from tidings.errors import BusUnavailable
 
     queue = MemoryQueue(QueueOptions(max_jobs=2))
@@ -226,7 +226,7 @@ async def test_a_full_memory_queue_refuses_rather_than_grows() -> None:
 async def test_redis_down_is_bus_unavailable_for_the_publisher() -> None:
     import pytest
 
-    from tidings.delivery.queue_redis import RedisQueue
+    from tidings.delivery.queue.redis import RedisQueue
     from tidings.errors import BusUnavailable
 
     queue = RedisQueue("redis://127.0.0.1:1/0", prefix="nowhere")

@@ -17,9 +17,9 @@ from tidings.cli import doctor as doctor_cli
 from tidings.config import Settings
 from tidings.delivery.log import DeliveryRecord
 from tidings.delivery.queue import QueueOptions
-from tidings.delivery.queue_memory import MemoryQueue
-from tidings.delivery.service import start_in_process_worker
+from tidings.delivery.queue.memory import MemoryQueue
 from tidings.push.vapid import VapidKey
+from tidings.runtime import Runtime
 
 from .conftest import REDIS_URL, StepClock, redis_or_skip
 from .sandbox_rig import KEY_ID, TEAM_ID, TOPIC, ApnsRig, apns_rig, order_job
@@ -50,9 +50,10 @@ def apns_settings(rig: ApnsRig, tmp_path: Path, **extra: object) -> Settings:
 async def test_in_process_worker_delivers_and_stops(rig: ApnsRig, tmp_path: Path, clock: StepClock) -> None:
     phone = await rig.register("u1")
     queue = MemoryQueue(QueueOptions(clock=clock))
-    running = await start_in_process_worker(
-        apns_settings(rig, tmp_path), queue=queue, devices=rig.store, log=rig.log, clock=clock
-    )
+    runtime = await Runtime.open(apns_settings(rig, tmp_path), queue=queue, devices=rig.store, clock=clock)
+    runtime.start_background()  # what the hub does in embedded mode
+    running = runtime.worker
+    assert running is not None
     try:
         await queue.enqueue(order_job(["u1"]))
         async with asyncio.timeout(10):
@@ -60,11 +61,12 @@ async def test_in_process_worker_delivers_and_stops(rig: ApnsRig, tmp_path: Path
                 await asyncio.sleep(0.02)
     finally:
         async with asyncio.timeout(5):
-            await running.stop()
-    assert running.task.done()
+            await runtime.close()
+    assert running.task.done() and runtime.worker is None
     [row] = await rig.log.query(event_id="ev-1")
     assert (row.device_id, row.outcome) == (phone.id, "delivered")
     assert "j_complete=1" in repr(running.worker)
+    assert await rig.store.list_for_user("u1")  # an injected store's engine is not disposed by the runtime
 
 
 def write_fcm_key(path: Path) -> None:
@@ -160,7 +162,7 @@ async def test_deliveries_cli_shows_an_events_log(rig: ApnsRig, tmp_path: Path) 
 
 
 async def test_deliveries_cli_lists_dead_letters_on_redis(tmp_path: Path, redis_prefix: str) -> None:
-    from tidings.delivery.queue_redis import RedisQueue
+    from tidings.delivery.queue.redis import RedisQueue
 
     from .conftest import drop_prefix
 

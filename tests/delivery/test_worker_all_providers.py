@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tidings.delivery.queue import QueueOptions
-from tidings.delivery.queue_memory import MemoryQueue
-from tidings.delivery.service import worker_from_settings
+from tidings.delivery.queue.memory import MemoryQueue
+from tidings.delivery.runner import worker_from_settings
 from tidings.push import build_providers
 from tidings.push.base import Provider
 from tidings.sandbox.control import Rule

@@ -20,7 +20,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tidings.delivery.queue import QueueOptions
-from tidings.delivery.queue_redis import RedisQueue
+from tidings.delivery.queue.redis import RedisQueue
 
 from .conftest import REDIS_URL, StepClock, drop_prefix, redis_or_skip
 from .sandbox_rig import KEY_ID, TEAM_ID, TOPIC, ApnsRig, apns_rig, order_job

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from tidings.delivery.queue import QueueOptions
-from tidings.delivery.queue_memory import MemoryQueue
+from tidings.delivery.queue.memory import MemoryQueue
 from tidings.push.base import Outcome, Result, Target
 
 from .conftest import StepClock

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from tidings.delivery.queue import QueueOptions
-from tidings.delivery.queue_memory import MemoryQueue
+from tidings.delivery.queue.memory import MemoryQueue
 from tidings.delivery.retry import RetryPolicy
 from tidings.push.apns import ApnsProvider
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tidings.delivery.queue import PushJob, QueueOptions
-from tidings.delivery.queue_memory import MemoryQueue
+from tidings.delivery.queue.memory import MemoryQueue
 from tidings.delivery.retry import RetryPolicy
 from tidings.delivery.worker import Worker
 from tidings.push.base import Outcome, Result, Target

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import require
+from support import require
 from support import PUBLISH_KEY, InProcessServer, free_port, open_stream
 from tidings import Hub
-from tidings.app import create_app
+from tidings.server.app import create_app
 
 
 class RedisServer:
@@ -74,11 +74,11 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 async def test_a_redis_restart_costs_no_accepted_event(
     own_redis: RedisServer, make_settings: Callable[..., Any], token: Callable[..., str]
 ) -> None:
-    hub = Hub(make_settings(bus_url=f"redis://127.0.0.1:{own_redis.port}/0"), handle_signals=False)
+    hub = Hub(make_settings(bus_url=f"redis://127.0.0.1:{own_redis.port}/0"))
     auth = {"Authorization": f"Bearer {PUBLISH_KEY}"}
     event = {"type": "order.created", "data": {}, "to": {"users": ["alice"]}}
     async with (
-        InProcessServer(create_app(hub)) as server,
+        InProcessServer(create_app(hub, handle_signals=False)) as server,
         open_stream(server.url, token=token()) as stream,
         httpx.AsyncClient(base_url=server.url, headers=auth, timeout=10) as client,
     ):

@@ -16,8 +16,8 @@ from tidings import Hub
 async def test_creating_an_order_notifies_admins_within_500_ms(
     make_settings: Callable[..., Any], token: Callable[..., str]
 ) -> None:
-    hub = Hub(make_settings(), handle_signals=False)
-    async with InProcessServer(create_app(hub)) as server:
+    hub = Hub(make_settings())
+    async with InProcessServer(create_app(hub, handle_signals=False)) as server:
         async with (
             open_stream(server.url, "/v1/admin/events", token=token("root", "admin")) as admin,
             open_stream(server.url, token=token("customer")) as customer,

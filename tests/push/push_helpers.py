@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from tidings.push.base import Notification
-from tidings.push.spec import PushSpec
+from tidings.events import PushSpec
 
 KEY_ID, TEAM_ID, TOPIC = "ABC123DEFG", "TEAM456XYZ", "com.example.app"
 DEVICE = "a1" * 32

@@ -8,7 +8,8 @@ from pydantic import ValidationError
 
 from tidings.push import payloads
 from tidings.push._http import parse_retry_after
-from tidings.push.spec import PushSpec, ensure_push_fits
+from tidings.events import PushSpec
+from tidings.push.payloads import ensure_push_fits
 
 
 def test_string_shorthand() -> None:

@@ -71,7 +71,7 @@ async def test_vapid_public_key_endpoint(tmp_path: Path, make_settings: Callable
     async def get(settings: Settings) -> httpx.Response:
         app = FastAPI()
         app.include_router(webpush_router)
-        app.state.tidings_hub = Hub(settings, handle_signals=False)
+        app.state.tidings_hub = Hub(settings)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
             return await client.get("/v1/webpush/vapid-public-key")
 

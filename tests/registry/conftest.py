@@ -71,7 +71,7 @@ async def api(migrated_url: str, tmp_path: Path, clock: FakeClock) -> AsyncItera
         device_register_rate_per_minute=RATE_PER_MINUTE,
         webpush_http_hosts=["localhost"],
     )
-    hub = Hub(settings, clock=clock, handle_signals=False)
+    hub = Hub(settings, clock=clock)
     await hub.start()
     transport = httpx.ASGITransport(app=make_app(hub))
     try:

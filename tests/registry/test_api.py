@@ -213,7 +213,7 @@ async def test_50_concurrent_http_registrations_of_one_token(api: Api) -> None:
 
 async def test_unreachable_database_is_503_with_retry_after(tmp_path: Path, clock: FakeClock) -> None:
     settings = hub_settings(data_dir=tmp_path, database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none")
-    hub = Hub(settings, clock=clock, handle_signals=False)
+    hub = Hub(settings, clock=clock)
     await hub.start()
     try:
         transport = httpx.ASGITransport(app=make_app(hub))
@@ -230,7 +230,7 @@ async def test_unreachable_database_is_503_with_retry_after(tmp_path: Path, cloc
 async def test_topics_follow_the_hubs_topic_rule(migrated_url: str, tmp_path: Path, clock: FakeClock) -> None:
     settings = hub_settings(data_dir=tmp_path, database_url=migrated_url)
     rule = lambda principal, topic: not topic.startswith("private/")  # noqa: E731
-    hub = Hub(settings, clock=clock, handle_signals=False, topic_access=rule)
+    hub = Hub(settings, clock=clock, topic_access=rule)
     await hub.start()
     try:
         transport = httpx.ASGITransport(app=make_app(hub))

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from registry.helpers import apns_body, b64url, fcm_body, p256dh, webpush_body
-from tidings.registry.endpoint import EndpointPolicy
+from tidings.push.endpoints import EndpointPolicy
 from tidings.registry.validation import DeviceIn, PolicyViolation, check_policy
 
 # A point with valid encoding but not on P-256: y changed by one.

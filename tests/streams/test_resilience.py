@@ -15,7 +15,7 @@ import pytest
 
 from support import PLAIN_PROTOCOL, PUBLISH_KEY, TIDINGS_PROTOCOL, InProcessServer, open_stream
 from tidings import Hub
-from tidings.app import create_app
+from tidings.server.app import create_app
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -40,9 +40,8 @@ async def test_a_slow_reader_is_cut_off_while_fast_readers_get_everything(
     limit = 256 * 1024
     hub = Hub(
         make_settings(stream_buffer_bytes=limit, stream_buffer_events=10_000, max_data_bytes=65536),
-        handle_signals=False,
     )
-    async with InProcessServer(create_app(hub), http=protocol) as server:
+    async with InProcessServer(create_app(hub, handle_signals=False), http=protocol) as server:
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, and it never reads
         slow.connect(("127.0.0.1", server.port))
@@ -87,8 +86,11 @@ async def test_a_stream_closes_when_its_token_expires(
 async def test_an_idle_stream_is_closed_but_keepalives_flow_until_then(
     make_settings: Callable[..., Any], token: Callable[..., str]
 ) -> None:
-    hub = Hub(make_settings(stream_idle_timeout=1.5, keepalive_seconds=0.5), handle_signals=False)
-    async with InProcessServer(create_app(hub)) as server, open_stream(server.url, token=token()) as stream:
+    hub = Hub(make_settings(stream_idle_timeout=1.5, keepalive_seconds=0.5))
+    async with (
+        InProcessServer(create_app(hub, handle_signals=False)) as server,
+        open_stream(server.url, token=token()) as stream,
+    ):
         frames = []
         with pytest.raises((StopAsyncIteration, httpx.RemoteProtocolError)):
             while True:
@@ -122,9 +124,12 @@ async def test_revocation_closes_the_users_streams_and_refuses_the_session(
 async def test_revocation_reaches_streams_on_every_process_within_a_second(
     make_settings: Callable[..., Any], redis_settings: dict[str, str], token: Callable[..., str]
 ) -> None:
-    hub_a = Hub(make_settings(**redis_settings), handle_signals=False)
-    hub_b = Hub(make_settings(**redis_settings), handle_signals=False)
-    async with InProcessServer(create_app(hub_a)) as a, InProcessServer(create_app(hub_b)):
+    hub_a = Hub(make_settings(**redis_settings))
+    hub_b = Hub(make_settings(**redis_settings))
+    async with (
+        InProcessServer(create_app(hub_a, handle_signals=False)) as a,
+        InProcessServer(create_app(hub_b, handle_signals=False)),
+    ):
         async with open_stream(a.url, token=token("alice")) as stream:
             started = time.monotonic()
             await hub_b.revoke("alice")
@@ -193,8 +198,11 @@ def test_json_log_lines_carry_context() -> None:
 async def test_readyz_needs_a_live_worker_when_workers_are_separate_processes(
     make_settings: Callable[..., Any], redis_settings: dict[str, str]
 ) -> None:
-    hub = Hub(make_settings(**redis_settings), handle_signals=False)
-    async with InProcessServer(create_app(hub)) as server, httpx.AsyncClient(base_url=server.url) as client:
+    hub = Hub(make_settings(**redis_settings))
+    async with (
+        InProcessServer(create_app(hub, handle_signals=False)) as server,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
         idle = await client.get("/readyz")
         assert idle.status_code == 503 and idle.json()["checks"] == {
             "bus": True,

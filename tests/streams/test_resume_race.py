@@ -10,7 +10,7 @@ import pytest
 
 from support import InProcessServer, open_stream
 from tidings import Hub
-from tidings.app import create_app
+from tidings.server.app import create_app
 
 
 async def publish_continuously(hub: Hub, published: list[str], stop: asyncio.Event) -> None:
@@ -47,7 +47,10 @@ async def test_resume_races_publishes_in_one_process(
 async def test_resume_races_publishes_across_two_processes(
     make_settings: Callable[..., Any], redis_settings: dict[str, str], token: Callable[..., str]
 ) -> None:
-    hub_a = Hub(make_settings(**redis_settings), handle_signals=False)
-    hub_b = Hub(make_settings(**redis_settings), handle_signals=False)
-    async with InProcessServer(create_app(hub_a)) as a, InProcessServer(create_app(hub_b)) as b:
+    hub_a = Hub(make_settings(**redis_settings))
+    hub_b = Hub(make_settings(**redis_settings))
+    async with (
+        InProcessServer(create_app(hub_a, handle_signals=False)) as a,
+        InProcessServer(create_app(hub_b, handle_signals=False)) as b,
+    ):
         await resume_under_fire(hub_a, a.url, b.url, token("alice"))

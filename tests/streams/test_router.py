@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
+from support import ManualClock
 from tidings.auth import Principal
-from tidings.events import Envelope
 from tidings.streams.connection import BufferLimits, Connection
-from tidings.streams.router import KEEPALIVE, Router
+from tidings.streams.router import Router
+from tidings.wire import KEEPALIVE, Envelope
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
+T0 = 1_000_000.0  # far from wall time: anything stamped with time.time() instead of the clock shows
 
 
 def conn(
@@ -28,7 +22,7 @@ def conn(
     limits: BufferLimits | None = None,
     expires_at: float | None = None,
     replaying: bool = False,
-    now: float | None = None,
+    clock: ManualClock | None = None,
 ) -> Connection:
     principal = Principal(user, expires_at=expires_at)
     return Connection(
@@ -36,13 +30,19 @@ def conn(
         ["*", f"u:{user}", *channels],
         endpoint=endpoint,
         limits=limits or BufferLimits(),
-        now=time.time() if now is None else now,
+        clock=clock or ManualClock(frozen_at=T0),
         replaying=replaying,
     )
 
 
+def make_router(
+    clock: ManualClock | None = None, *, keepalive: float = 30, idle_timeout: float = 0
+) -> Router:
+    return Router(keepalive=keepalive, idle_timeout=idle_timeout, clock=clock or ManualClock(frozen_at=T0))
+
+
 def envelope(event_id: str, channels: str, kind: str = "a.b") -> Envelope:
-    return Envelope.parse(f'{event_id}\n{kind}\n{channels}\n{{"data":{{}}}}'.encode())
+    return Envelope.parse(f'{event_id}\n{kind}\n{channels}\n{{"data":{{}}}}'.encode(), lambda: T0)
 
 
 def queued(c: Connection) -> bytes:
@@ -51,7 +51,7 @@ def queued(c: Connection) -> bytes:
 
 
 def test_events_reach_exactly_their_audience_once() -> None:
-    router = Router(keepalive=30, idle_timeout=0)
+    router = make_router()
     alice, bob, admin = conn("alice", "t:news"), conn("bob"), conn("carol", "r:admin")
     for c in (alice, bob, admin):
         router.add(c)
@@ -64,7 +64,7 @@ def test_events_reach_exactly_their_audience_once() -> None:
 
 
 def test_every_recipient_gets_the_same_bytes_object() -> None:
-    router = Router(keepalive=30, idle_timeout=0)
+    router = make_router()
     a, b = conn("a", "t:x"), conn("b", "t:x")
     router.add(a)
     router.add(b)
@@ -73,7 +73,7 @@ def test_every_recipient_gets_the_same_bytes_object() -> None:
 
 
 def test_removed_connections_leave_no_index_entries() -> None:
-    router = Router(keepalive=30, idle_timeout=0)
+    router = make_router()
     c = conn("alice", "t:news", "r:admin")
     router.add(c)
     router.remove(c)
@@ -81,7 +81,7 @@ def test_removed_connections_leave_no_index_entries() -> None:
 
 
 def test_connection_limit_closes_the_oldest_of_that_user_and_endpoint() -> None:
-    router = Router(keepalive=30, idle_timeout=0)
+    router = make_router()
     first, second, other_endpoint = (
         conn("alice", endpoint="admin"),
         conn("alice", endpoint="admin"),
@@ -95,7 +95,7 @@ def test_connection_limit_closes_the_oldest_of_that_user_and_endpoint() -> None:
 
 
 def test_a_client_beyond_its_buffer_is_closed_as_slow_and_its_buffer_freed() -> None:
-    router = Router(keepalive=30, idle_timeout=0)
+    router = make_router()
     slow = conn("slow", limits=BufferLimits(max_bytes=10_000, max_events=1000))
     fast = conn("fast")
     router.add(slow)
@@ -114,13 +114,13 @@ def test_event_count_limit_applies_too() -> None:
 
 
 def test_sweep_sends_keepalives_only_to_quiet_streams() -> None:
-    clock = Clock()
-    router = Router(keepalive=30, idle_timeout=0, clock=clock)
-    quiet, busy = conn("a", now=clock.now), conn("b", now=clock.now)
+    clock = ManualClock(frozen_at=T0)
+    router = make_router(clock)
+    quiet, busy = conn("a", clock=clock), conn("b", clock=clock)
     router.add(quiet)
     router.add(busy)
-    clock.now += 31
-    busy.last_write_at = clock.now - 1
+    clock.advance(31)
+    busy.last_write_at = clock() - 1
     router.sweep()
     assert queued(quiet) == KEEPALIVE and queued(busy) == b""
 
@@ -129,31 +129,31 @@ def test_sweep_sends_keepalives_only_to_quiet_streams() -> None:
     ("field", "reason"), [("expires_at", "expired"), ("deadline", "lifetime"), ("idle", "idle")]
 )
 def test_sweep_closes_expired_over_age_and_idle_streams(field: str, reason: str) -> None:
-    clock = Clock()
-    router = Router(keepalive=30, idle_timeout=3600, clock=clock)
-    c = conn("a", now=clock.now, expires_at=clock.now + 10 if field == "expires_at" else None)
+    clock = ManualClock(frozen_at=T0)
+    router = make_router(clock, idle_timeout=3600)
+    c = conn("a", clock=clock, expires_at=clock() + 10 if field == "expires_at" else None)
     if field == "deadline":
-        c.deadline = clock.now + 10
+        c.deadline = clock() + 10
     router.add(c)
-    clock.now += 9
+    clock.advance(9)
     router.sweep()
     assert c.close_reason is None
-    clock.now += 3600 if field == "idle" else 2
+    clock.advance(3600 if field == "idle" else 2)
     router.sweep()
     assert c.close_reason == reason
 
 
 def test_keepalives_do_not_count_as_activity_for_the_idle_timeout() -> None:
-    clock = Clock()
-    router = Router(keepalive=30, idle_timeout=100, clock=clock)
-    c = conn("a", now=clock.now)
+    clock = ManualClock(frozen_at=T0)
+    router = make_router(clock, idle_timeout=100)
+    c = conn("a", clock=clock)
     router.add(c)
     for _ in range(4):
-        clock.now += 31
+        clock.advance(31)
         router.sweep()
         c._chunks.clear()
         c._bytes = 0
-        c.last_write_at = clock.now
+        c.last_write_at = clock()
     assert c.close_reason == "idle"
 
 
@@ -205,7 +205,7 @@ class RecordingTransport:
 
 
 async def test_attached_streams_get_one_write_per_burst_of_events() -> None:
-    router = Router(keepalive=30, idle_timeout=0)
+    router = make_router()
     c = conn("a")
     router.add(c)
     transport = RecordingTransport()
@@ -219,7 +219,7 @@ async def test_attached_streams_get_one_write_per_burst_of_events() -> None:
 
 
 async def test_an_attached_stream_whose_socket_backs_up_is_cut_off() -> None:
-    router = Router(keepalive=30, idle_timeout=0)
+    router = make_router()
     c = conn("a", limits=BufferLimits(max_bytes=1000))
     router.add(c)
     transport = RecordingTransport(buffered=5000)
@@ -227,3 +227,32 @@ async def test_an_attached_stream_whose_socket_backs_up_is_cut_off() -> None:
     router.route(envelope("1-0", "*"))
     await asyncio.sleep(0)
     assert c.close_reason == "slow" and transport.aborted
+
+
+async def test_keepalive_and_idle_decisions_follow_the_injected_clock() -> None:
+    """Regression: writes were stamped with wall time while the sweep read the injected clock, so a stream
+    written to never looked quiet (no keepalive) and never looked idle."""
+    clock = ManualClock(frozen_at=T0)
+    router = make_router(clock, keepalive=30, idle_timeout=100)
+    c = conn("a", clock=clock)
+    router.add(c)
+    transport = RecordingTransport()
+    c.attach(transport, router.mark_dirty)  # type: ignore[arg-type]
+    router.route(envelope("1-0", "*"))
+    await asyncio.sleep(0)  # the router flushes at the end of this loop iteration
+    assert c.last_write_at == T0 and c.last_event_at == T0
+    clock.advance(31)
+    router.sweep()
+    await asyncio.sleep(0)
+    assert transport.writes[-1].endswith(KEEPALIVE + b"\r\n")  # a quiet stream got its keepalive
+    clock.advance(70)
+    router.sweep()
+    assert c.close_reason == "idle"  # 101 s after its last event by the injected clock
+
+
+async def test_the_sweep_expires_idle_history() -> None:
+    calls: list[int] = []
+    router = Router(keepalive=30, idle_timeout=0, clock=ManualClock(frozen_at=T0),
+                    expire_history=lambda: calls.append(1) or 0)  # fmt: skip
+    router.sweep()
+    assert calls == [1]

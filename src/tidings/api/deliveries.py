@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Query
 
 from .deps import AdminDep, HubDep
-from .routing import make_router
+from .errors import make_router
 
 router = make_router(tags=["admin"])
 

@@ -5,27 +5,38 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 from ..auth import ADMIN_ROLE, Principal, bearer_token
-from ..errors import ApiError, AuthError
-from ..hub import Hub  # hub.py imports the api package lazily, so this is not circular
+from ..errors import ApiError, AuthError, NotStarted
+from ..hub import Hub
+
+HUB_STATE = "tidings_hub"  # where the router's lifespan leaves the hub: app.state.tidings_hub
 
 
-def hub_of(request: Request) -> Hub:
-    hub = getattr(request.app.state, "tidings_hub", None)
-    if hub is None:
-        raise RuntimeError("the tidings hub is not started: include hub.router (its lifespan sets it up)")
-    assert isinstance(hub, Hub)
+def hub_of(request: HTTPConnection) -> Hub:
+    hub = getattr(request.app.state, HUB_STATE, None)
+    if not isinstance(hub, Hub):
+        raise NotStarted("the tidings hub is not started: include its router (its lifespan starts the hub)")
     return hub
 
 
-async def get_hub(request: Request) -> Hub:  # async: FastAPI runs a sync dependency in a thread, per request
+def request_token(request: HTTPConnection, cookie: str) -> str | None:
+    """A user's JWT: `Authorization: Bearer`, else `?token=`, else the configured cookie."""
+    return (
+        bearer_token(request.headers.get("authorization"))
+        or request.query_params.get("token")
+        or (request.cookies.get(cookie) if cookie else None)
+    )
+
+
+async def get_hub(request: HTTPConnection) -> Hub:  # async: FastAPI runs a sync dependency in a thread
     return hub_of(request)
 
 
-async def require_user(request: Request) -> Principal:
-    return await hub_of(request).authenticate(request)
+async def require_user(request: HTTPConnection) -> Principal:
+    hub = hub_of(request)
+    return await hub.authenticate(request_token(request, hub.settings.token_cookie))
 
 
 async def require_admin(principal: Annotated[Principal, Depends(require_user)]) -> Principal:
@@ -34,20 +45,11 @@ async def require_admin(principal: Annotated[Principal, Depends(require_user)]) 
     return principal
 
 
-async def require_publisher(request: Request) -> Principal:
+async def require_publisher(request: HTTPConnection) -> Principal:
     credential = bearer_token(request.headers.get("authorization"))
     if credential is None:
-        raise ApiError(
-            401,
-            "unauthorized",
-            "send Authorization: Bearer <publish key or publisher JWT>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    try:
-        return await hub_of(request).verifier.verify_publisher(credential)
-    except AuthError as exc:
-        status = 403 if exc.code == "forbidden" else 401
-        raise ApiError(status, exc.code, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+        raise AuthError("send Authorization: Bearer <publish key or publisher JWT>", "unauthorized")
+    return await hub_of(request).verifier.verify_publisher(credential)
 
 
 HubDep = Annotated[Hub, Depends(get_hub)]

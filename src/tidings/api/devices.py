@@ -22,15 +22,15 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import ApiError
+from ..errors import ApiError, validation_details
 from ..hub import Hub
-from ..registry.endpoint import EndpointPolicy
+from ..push.endpoints import EndpointPolicy
 from ..registry.ratelimit import RegistrationLimiter
 from ..registry.store import Device, valid_user_id
 from ..registry.validation import DeviceIn, PolicyViolation, check_policy
 from .deps import AdminDep, HubDep, UserDep
+from .errors import make_router, validation_response
 from .publish import read_json
-from .routing import make_router, validation_errors, validation_response
 
 router = make_router(tags=["devices"])
 
@@ -113,7 +113,7 @@ async def _parse(request: Request, hub: Hub) -> DeviceIn | Response:
         device = DeviceIn.model_validate(body)
         check_policy(device, _state(hub).policy)
     except ValidationError as exc:
-        return validation_response(validation_errors(exc.errors()))
+        return validation_response(validation_details(exc.errors()))
     except PolicyViolation as exc:
         return validation_response([{"field": exc.field, "message": exc.message}])
     return device

@@ -6,7 +6,7 @@ from starlette.responses import JSONResponse, Response
 
 from .. import metrics
 from .deps import HubDep
-from .routing import make_router
+from .errors import make_router
 
 router = make_router(tags=["health"])
 
@@ -25,7 +25,7 @@ async def readyz(hub: HubDep) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics")
 async def prometheus(hub: HubDep) -> Response:
-    if hub.services is not None:
-        await hub.services.refresh_gauges()
+    if hub.runtime is not None:
+        await hub.runtime.refresh_gauges()
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)

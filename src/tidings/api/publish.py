@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from ..errors import ApiError
 from .deps import HubDep, PublisherDep
-from .routing import make_router
+from .errors import make_router
 
 router = make_router(tags=["publish"])
 

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..events import NAME_PATTERN
 from .deps import HubDep, PublisherDep
-from .routing import make_router
+from .errors import make_router
 
 router = make_router(tags=["sessions"])
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import ApiError
 from ..push.vapid import VapidKey
 from .deps import HubDep
-from .routing import make_router
+from .errors import make_router
 
 router = make_router(tags=["webpush"])
 

@@ -40,10 +40,6 @@ class Bus(ABC):
     async def healthy(self) -> bool:
         """Whether the broker is reachable now."""
 
-
-def parse_id(event_id: str) -> tuple[int, int]:
-    """`<ms>-<seq>` → a tuple that sorts in publish order; ValueError for anything else."""
-    ms, sep, seq = event_id.partition("-")
-    if not sep or not ms.isdigit() or not seq.isdigit() or len(event_id) > 41:
-        raise ValueError(f"not an event id: {event_id!r}")
-    return int(ms), int(seq)
+    def expire_history(self) -> int:
+        """Forget history past its age limit; returns how many channels went. Brokers with TTLs need not."""
+        return 0

@@ -1,12 +1,18 @@
-"""Per-channel replay history kept in process memory (the memory bus's; Redis keeps its own in Streams)."""
+"""Per-channel replay history kept in process memory (the memory bus's; Redis keeps its own in Streams).
+
+Memory is bounded by the history window, not by how many channels were ever used: channels are kept in the
+order they were last written, so the router's sweep forgets the stale ones from the front in O(what expires).
+A resume reads only the channels it asks for.
+"""
 
 from __future__ import annotations
 
 import heapq
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Sequence
 
-from .base import parse_id
+from ..clock import Clock
+from ..wire import parse_id
 
 EventKey = tuple[int, int]
 
@@ -14,11 +20,11 @@ EventKey = tuple[int, int]
 class ChannelHistory:
     """Ring buffers per channel, bounded by count and age; knows when a gap makes a replay impossible."""
 
-    def __init__(self, *, max_events: int, max_age: float, clock: Callable[[], float]) -> None:
+    def __init__(self, *, max_events: int, max_age: float, clock: Clock) -> None:
         self._max_events = max_events
         self._max_age_ms = int(max_age * 1000)
         self._clock = clock
-        self._buffers: dict[str, deque[tuple[EventKey, bytes]]] = {}
+        self._buffers: OrderedDict[str, deque[tuple[EventKey, bytes]]] = OrderedDict()  # least recent first
         self._dropped: dict[
             str, EventKey
         ] = {}  # newest id evicted per channel: a replay from before it has a gap
@@ -32,6 +38,8 @@ class ChannelHistory:
             buffer = self._buffers.get(channel)
             if buffer is None:
                 buffer = self._buffers[channel] = deque()
+            else:
+                self._buffers.move_to_end(channel)
             if len(buffer) == self._max_events:
                 self._dropped[channel] = buffer.popleft()[0]
             buffer.append((key, message))
@@ -43,7 +51,7 @@ class ChannelHistory:
         except ValueError:
             return None
         horizon = (int(self._clock() * 1000) - self._max_age_ms, 0)
-        if start < self._origin or start < horizon or start > self.newest():
+        if start < self._origin or start < horizon or start > self._last_assigned:
             return None
         streams = []
         for channel in channels:
@@ -60,18 +68,23 @@ class ChannelHistory:
                 last = key
         return merged
 
-    def newest(self) -> EventKey:
-        newest = max((buffer[-1][0] for buffer in self._buffers.values() if buffer), default=(0, 0))
-        return max(newest, self._last_assigned)
-
     def note_assigned(self, key: EventKey) -> None:
+        """The newest id issued: a resume from beyond it names an event that does not exist."""
         self._last_assigned = key
 
     def expire(self) -> int:
         """Forget channels whose newest event is older than the age limit; returns how many."""
         horizon = (int(self._clock() * 1000) - self._max_age_ms, 0)
-        stale = [name for name, buffer in self._buffers.items() if not buffer or buffer[-1][0] < horizon]
-        for name in stale:
+        expired = 0
+        while self._buffers:
+            name, buffer = next(iter(self._buffers.items()))
+            if buffer and buffer[-1][0] >= horizon:
+                break  # the rest were written later still
             del self._buffers[name]
             self._dropped.pop(name, None)
-        return len(stale)
+            expired += 1
+        return expired
+
+    def __len__(self) -> int:
+        """How many channels are held."""
+        return len(self._buffers)

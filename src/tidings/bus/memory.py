@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from ..clock import Clock, system_clock
+from ..wire import tail_channels, with_id
 from .base import Bus, Deliver
 from .history import ChannelHistory
 
@@ -12,9 +13,7 @@ from .history import ChannelHistory
 class MemoryBus(Bus):
     """For one process. Ids are `<ms>-<seq>` like Redis stream ids, so clients see one format everywhere."""
 
-    def __init__(
-        self, *, max_events: int = 1000, max_age: float = 600, clock: Callable[[], float] = time.time
-    ):
+    def __init__(self, *, max_events: int = 1000, max_age: float = 600, clock: Clock = system_clock):
         self._clock = clock
         self._deliver: Deliver | None = None
         self._last = (0, 0)
@@ -32,8 +31,8 @@ class MemoryBus(Bus):
         for tail in tails:
             key = self._next_key()
             event_id = f"{key[0]}-{key[1]}"
-            message = b"%s\n%s" % (event_id.encode(), tail)
-            self._history.append(key, tail.split(b"\n", 2)[1].decode().split(" "), message)
+            message = with_id(event_id, tail)
+            self._history.append(key, tail_channels(tail), message)
             self._history.note_assigned(key)
             if self._deliver is not None:
                 self._deliver(message)

@@ -14,15 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import cast
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from ..errors import BusUnavailable
-from .base import Bus, Deliver, parse_id
+from ..clock import Clock, system_clock
+from ..errors import redis_errors
+from ..wire import message_id, parse_id
+from .base import Bus, Deliver
 
 log = logging.getLogger("tidings.bus")
 
@@ -38,7 +39,7 @@ class RedisBus(Bus):
         max_events: int = 1000,
         max_age: float = 600,
         log_length: int = 10_000,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
     ) -> None:
         self._redis = redis.from_url(
             url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=15
@@ -81,10 +82,8 @@ class RedisBus(Bus):
             int(self._max_age * 1000),
             *tails,
         ]
-        try:
+        with redis_errors():
             ids = await self._publish(keys=[self._log_key, self._channel], args=args)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
         return [i.decode() for i in ids]
 
     async def history(self, after: str, channels: Sequence[str]) -> list[bytes] | None:
@@ -94,10 +93,8 @@ class RedisBus(Bus):
             return None
         if start[0] < (self._clock() - self._max_age) * 1000:
             return None
-        try:
+        with redis_errors():
             return await self._history_since(start, after, channels)
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
 
     async def _history_since(
         self, start: tuple[int, int], after: str, channels: Sequence[str]
@@ -124,16 +121,12 @@ class RedisBus(Bus):
         return [merged[key] for key in sorted(merged, key=lambda k: parse_id(k.decode()))]
 
     async def mark_revoked(self, jti: str, until: float) -> None:
-        try:
+        with redis_errors():
             await self._redis.set(f"{self._revoked_prefix}{jti}", b"1", pxat=int(until * 1000))
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
 
     async def is_revoked(self, jti: str) -> bool:
-        try:
+        with redis_errors():
             return bool(await self._redis.exists(f"{self._revoked_prefix}{jti}"))
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
 
     async def healthy(self) -> bool:
         try:
@@ -175,7 +168,7 @@ class RedisBus(Bus):
             self._hand_over(entry_id + b"\n" + fields[b"t"])
 
     def _hand_over(self, message: bytes) -> None:
-        key = parse_id(message[: message.index(b"\n")].decode())
+        key = parse_id(message_id(message))
         if key <= self._last:
             return  # already delivered (overlap between catch-up and live)
         self._last = key

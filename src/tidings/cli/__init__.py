@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
 from .. import __version__
-from ..config import Settings, load_settings
-from ..errors import ConfigError
+from ..config import Settings
+from ..devmode import ensure_dev_secrets
+from .common import fail, settings_or_exit
 
 app = typer.Typer(
     help="tidings: a notification hub (SSE streams, APNs, FCM, Web Push).", no_args_is_help=True
 )
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def settings_or_exit(**overrides: object) -> Settings:
-    """Settings from the environment with dev secrets filled in; a clear message and exit 2 when invalid."""
-    from ..devmode import ensure_dev_secrets
-
-    try:
-        return ensure_dev_secrets(load_settings(**overrides))
-    except ConfigError as exc:
-        fail(str(exc))
 
 
 @app.command()
@@ -41,46 +25,17 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Processes; more than one needs a redis:// bus")] = 1,
 ) -> None:
     """Run the hub as a standalone server."""
-    import uvicorn
-
-    from ..app import create_app
-    from ..hub import Hub
     from ..logs import configure_logging
+    from ..server.serve import serve as run
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = settings_or_exit(**overrides)
+    settings = ensure_dev_secrets(settings_or_exit(**overrides))
     if workers > 1 and not settings.uses_redis:
         fail("--workers > 1 needs a shared bus: set TIDINGS_BUS_URL=redis://...")
     configure_logging(settings)
     if settings.is_development:
         typer.echo(_walkthrough(settings), err=True)
-    common = {
-        "host": settings.host,
-        "port": settings.port,
-        "backlog": 4096,
-        "log_config": None,
-        "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) + 2,
-        "access_log": False,
-        "http": HTTP_PROTOCOL,
-    }
-    if workers == 1:
-        uvicorn.Server(uvicorn.Config(create_app(Hub(settings)), **common)).run()  # type: ignore[arg-type]
-        return
-    _multiprocess_metrics_dir(settings)
-    for key, value in overrides.items():
-        os.environ[f"TIDINGS_{key.upper()}"] = str(value)
-    uvicorn.run("tidings.app:create_app", factory=True, workers=workers, **common)  # type: ignore[arg-type]
-
-
-HTTP_PROTOCOL = "tidings.streams.protocol:TidingsHttpProtocol"  # httptools + the socket for streams
-
-
-def _multiprocess_metrics_dir(settings: Settings) -> None:
-    """prometheus_client's multiprocess mode: a fresh directory shared by this run's workers."""
-    path = (settings.data_dir / "metrics").resolve()
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    run(settings, workers=workers)
 
 
 def _walkthrough(settings: Settings) -> str:
@@ -121,7 +76,7 @@ def publish(
     """Publish one event through a running server's HTTP API; prints the assigned id."""
     import httpx
 
-    settings = settings_or_exit()
+    settings = ensure_dev_secrets(settings_or_exit())
     try:
         event_data = json.loads(data)
         push_spec = None if push is None else (push if push in ("silent", "alert") else json.loads(push))
@@ -159,7 +114,7 @@ def token(
     """Mint a development JWT (HS256 with TIDINGS_JWT_SECRET), for curl."""
     from ..auth import mint_token
 
-    settings = settings_or_exit()
+    settings = ensure_dev_secrets(settings_or_exit())
     if not settings.jwt_secret:
         fail("tidings token mints HS256 tokens: set TIDINGS_JWT_SECRET (or run in development mode)")
     claims = {"jti": jti} if jti else {}

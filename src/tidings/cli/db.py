@@ -9,8 +9,7 @@ import typer
 from sqlalchemy.engine import make_url
 
 from .. import db
-from ..config import load_settings
-from ..errors import ConfigError
+from .common import settings_or_exit
 
 app = typer.Typer(
     help="Database schema: apply and inspect the migrations shipped with tidings.", no_args_is_help=True
@@ -25,11 +24,7 @@ def resolve_url(url: str | None) -> str:
     """The URL to use: the option, else the settings' (which default to SQLite in the data directory)."""
     if url:
         return url
-    try:
-        return load_settings().effective_database_url
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
+    return settings_or_exit().effective_database_url
 
 
 def shown(url: str) -> str:

@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 
 import typer
 
-from tidings.config import Settings, load_settings
+from tidings.config import Settings
 from tidings.delivery.log import DeliveryRecord
-from tidings.errors import ConfigError
+from tidings.runtime import opened
+
+from .common import settings_or_exit
 
 app = typer.Typer(help="Show the push delivery log.")
 
@@ -32,11 +34,7 @@ def deliveries(
     if event is None and user is None and not (dead or requeue_dead):
         typer.echo("tidings deliveries: give --event ID and/or --user USER (or --dead)", err=True)
         raise typer.Exit(2)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        typer.echo(f"tidings deliveries: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    settings = settings_or_exit()
     if requeue_dead:
         typer.echo(asyncio.run(_requeue(settings, limit)))
         return
@@ -44,7 +42,7 @@ def deliveries(
         for line in asyncio.run(_dead_letters(settings, limit, as_json)):
             typer.echo(line)
         return
-    rows = asyncio.run(_query(settings.effective_database_url, event, user, limit))
+    rows = asyncio.run(_query(settings, event, user, limit))
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row.as_dict()))
@@ -60,41 +58,25 @@ def deliveries(
         typer.echo(line)
 
 
-async def _query(url: str, event: str | None, user: str | None, limit: int) -> list[DeliveryRecord]:
-    from tidings import db
-    from tidings.delivery.log import DeliveryLog
-
-    engine = db.create_engine(url)
-    try:
-        return await DeliveryLog(engine).query(event_id=event, user_id=user, limit=limit)
-    finally:
-        await engine.dispose()
+async def _query(settings: Settings, event: str | None, user: str | None, limit: int) -> list[DeliveryRecord]:
+    async with opened(settings) as runtime:
+        return await runtime.deliveries.query(event_id=event, user_id=user, limit=limit)
 
 
 async def _requeue(settings: Settings, limit: int) -> str:
-    from tidings.delivery.queue import create_queue
-
     if not settings.uses_redis:
         return "the memory:// queue lives inside `tidings serve`; nothing to requeue from here"
-    queue = create_queue(settings)
-    try:
-        return f"requeued {await queue.requeue_dead(limit)} dead letter(s)"
-    finally:
-        await queue.close()
+    async with opened(settings) as runtime:
+        return f"requeued {await runtime.queue.requeue_dead(limit)} dead letter(s)"
 
 
 async def _dead_letters(settings: Settings, limit: int, as_json: bool) -> list[str]:
-    from tidings.delivery.queue import create_queue
-
     if not settings.uses_redis:
         return [
             "the memory:// queue lives inside `tidings serve`; its dead letters are not visible from here"
         ]
-    queue = create_queue(settings)
-    try:
-        letters = await queue.dead_letters(limit)
-    finally:
-        await queue.close()
+    async with opened(settings) as runtime:
+        letters = await runtime.queue.dead_letters(limit)
     if as_json:
         return [
             json.dumps(

@@ -8,53 +8,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from .. import db
-from ..config import Settings, load_settings
-from ..errors import ConfigError
-from ..registry.endpoint import EndpointPolicy
+from ..push.endpoints import EndpointPolicy
 from ..registry.retire import prune_once
 from ..registry.store import Device, DeviceStore
 from ..registry.validation import DeviceIn, PolicyViolation, check_policy
+from ..runtime import opened
+from .common import settings_or_exit
 
 app = typer.Typer(help="Registered push devices: list, add, remove, prune.", no_args_is_help=True)
 
 T = TypeVar("T")
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        typer.echo(f"tidings devices: {exc}", err=True)
-        raise typer.Exit(2) from exc
-
-
-@asynccontextmanager
-async def _store(settings: Settings) -> AsyncIterator[DeviceStore]:
-    url = settings.effective_database_url
-    engine = db.create_engine(url)
-    try:
-        if db.is_sqlite(url):
-            await db.upgrade(url, engine=engine)
-        yield DeviceStore(engine, ttl_days=settings.device_ttl_days)
-    finally:
-        await engine.dispose()
-
-
 def _run(work: Callable[[DeviceStore], Awaitable[T]]) -> T:
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def go() -> T:
-        async with _store(settings) as store:
-            return await work(store)
+        async with opened(settings) as runtime:
+            return await work(runtime.devices)
 
     try:
         return asyncio.run(go())
@@ -120,7 +98,7 @@ def add(
     """Register a device for a user (the same validation as the HTTP API)."""
     fields = {"provider": provider, "platform": platform, "token": token, "p256dh": p256dh, "auth": auth,
               "environment": environment, "app_id": app_id, "name": name, "topics": topic or []}  # fmt: skip
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         device_in = DeviceIn.model_validate({k: v for k, v in fields.items() if v is not None})
         check_policy(

@@ -10,8 +10,9 @@ import asyncio
 
 import typer
 
-from tidings.config import load_settings
-from tidings.errors import ConfigError
+from tidings.errors import SchemaNotReady
+
+from .common import fail, settings_or_exit
 
 app = typer.Typer(help="Run the push delivery worker.")
 
@@ -21,14 +22,10 @@ def worker(
     burst: bool = typer.Option(False, "--burst", help="Exit once no job is ready (scripts and tests)."),
 ) -> None:
     """Take push jobs from the queue and deliver them; SIGTERM finishes or hands back running jobs."""
-    from tidings.delivery.service import SchemaNotReady, run_worker_process
     from tidings.logs import configure_logging
+    from tidings.runtime import opened
 
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        typer.echo(f"tidings worker: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    settings = settings_or_exit()
     if not settings.uses_redis:
         typer.echo(
             "tidings worker: the push queue is in-process with TIDINGS_BUS_URL=memory:// — "
@@ -37,9 +34,12 @@ def worker(
         )
         raise typer.Exit(2)
     configure_logging(settings)
+
+    async def run() -> str:
+        async with opened(settings, require_schema=True) as runtime:
+            return repr(await runtime.run_worker(burst=burst))
+
     try:
-        worker = asyncio.run(run_worker_process(settings, burst=burst))
+        typer.echo(asyncio.run(run()), err=True)
     except SchemaNotReady as exc:
-        typer.echo(f"tidings worker: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    typer.echo(repr(worker), err=True)
+        fail(f"tidings worker: {exc}")

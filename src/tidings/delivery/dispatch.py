@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tidings.delivery.queue import PushJob
+from tidings.events import PushSpec
 from tidings.push.base import NOT_CONFIGURED, Notification, Outcome, Provider, Result, Target
-from tidings.push.spec import PushSpec
 
 logger = logging.getLogger("tidings.delivery")
 

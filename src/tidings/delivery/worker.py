@@ -33,8 +33,8 @@ from tidings.delivery.bookkeeping import DeliveryRecorder, GroupWriter
 from tidings.delivery.dispatch import Attempt, DeviceSource, Dispatcher
 from tidings.delivery.queue import Lease, PushJob, Queue
 from tidings.delivery.retry import RetryPolicy, is_quota
+from tidings.events import PushSpec
 from tidings.push.base import Outcome, Provider
-from tidings.push.spec import PushSpec
 
 logger = logging.getLogger("tidings.delivery")
 

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from .spec import PushSpec
+    from ..events import PushSpec
 
 
 class Outcome(StrEnum):

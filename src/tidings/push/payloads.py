@@ -1,4 +1,4 @@
-"""Payload builders shared by the providers and the publish-time size check (`spec.ensure_push_fits`).
+"""Payload builders shared by the providers and the publish-time size check (`ensure_push_fits`).
 
 Every push carries `{"type": <event type>, "event_id": <id>}` plus small ids: the spec's `data` when given,
 else the event data's top-level scalars named `id` or `*_id`. The app fetches the content itself.
@@ -9,12 +9,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
-if TYPE_CHECKING:
-    from .base import Notification
+from ..events import PushSpec, reserved_key
+from .base import Notification
 
 APNS_MAX_PAYLOAD = 4096
 FCM_MAX_PAYLOAD = 4096
@@ -23,9 +24,10 @@ WEBPUSH_MAX_PLAINTEXT = 3993
 DEFAULT_WEBPUSH_TTL = 86_400  # a day; pywebpush's default of 0 drops messages for offline browsers
 
 
-def _id_key(key: str) -> bool:
-    from .spec import reserved_key
+WORST_EVENT_ID = "9" * 48  # longer than any id the bus assigns, so a fit at publish is a fit at send
 
+
+def _id_key(key: str) -> bool:
     return (key == "id" or key.endswith("_id")) and not reserved_key(key)
 
 
@@ -179,3 +181,23 @@ def fcm_message(note: Notification, now: float) -> dict[str, Any]:
     message["apns"] = {"headers": apns_headers, "payload": {"aps": aps(note)}}
     message["webpush"] = {"headers": webpush_headers}
     return message
+
+
+def ensure_push_fits(spec: PushSpec, event_type: str, data: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the provider and the sizes when a payload cannot fit a provider's limit.
+
+    Built by the same functions the providers use, so "fits at publish" and "what the worker sends" cannot
+    drift apart. The hub hands this to event validation (`events.Limits.push_fits`).
+    """
+    note = Notification(event_id=WORST_EVENT_ID, event_type=event_type, spec=spec, data=data)
+    sizes = (
+        ("APNs", len(apns_payload(note)), APNS_MAX_PAYLOAD),
+        ("FCM", fcm_payload_size(note), FCM_MAX_PAYLOAD),
+        ("Web Push", len(webpush_plaintext(note)), WEBPUSH_MAX_PLAINTEXT),
+    )
+    for provider, size, limit in sizes:
+        if size > limit:
+            raise ValueError(
+                f"the push payload is {size} bytes for {provider}, over its limit of {limit} bytes; "
+                "send ids and let the app fetch the content"
+            )

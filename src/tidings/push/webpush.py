@@ -18,6 +18,7 @@ import httpx
 from . import ece, payloads
 from ._http import DEFAULT_TIMEOUT, make_client, parse_retry_after
 from .base import NOT_CONFIGURED, Notification, Outcome, Provider, Result, Target
+from .endpoints import EndpointPolicy
 from .h2client import encode_headers, literal
 from .transport import Http2First
 from .vapid import VapidKey, VapidSigner
@@ -32,15 +33,6 @@ class WebPushPrepared:
 
 CREATED = Result(Outcome.delivered, status=201)
 MEMO_SIZE = 10_000  # endpoints and keys remembered between events (cleared when full)
-
-
-def host_allowed(host: str, patterns: Iterable[str]) -> bool:
-    """`example.com` matches itself; `*.example.com` or `.example.com` match its subdomains."""
-    for pattern in patterns:
-        suffix = pattern.lstrip("*")
-        if host == pattern or (suffix.startswith(".") and host.endswith(suffix)):
-            return True
-    return False
 
 
 class WebPushProvider(Provider):
@@ -59,8 +51,7 @@ class WebPushProvider(Provider):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.clock = clock
-        self.allowed_hosts = tuple(allowed_hosts)
-        self.http_hosts = tuple(http_hosts)
+        self.endpoints = EndpointPolicy.from_lists(http_hosts, allowed_hosts)  # the registry's policy too
         self.signer: VapidSigner | None = None
         missing = []
         if vapid_key is None:
@@ -109,15 +100,7 @@ class WebPushProvider(Provider):
 
     def endpoint_problem(self, endpoint: str) -> str:
         """Why we will not POST to this endpoint, or "" when it is fine."""
-        parts = urlsplit(endpoint)
-        host = parts.hostname or ""
-        if parts.scheme == "http" and not host_allowed(host, self.http_hosts):
-            return "endpoint_not_https"
-        if parts.scheme not in ("http", "https") or not host:
-            return "endpoint_invalid"
-        if self.allowed_hosts and not host_allowed(host, (*self.allowed_hosts, *self.http_hosts)):
-            return "endpoint_host_not_allowed"
-        return ""
+        return self.endpoints.problem(endpoint)
 
     async def send(self, target: Target, prepared: WebPushPrepared) -> Result:
         if not self.configured or self.signer is None:

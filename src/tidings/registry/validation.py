@@ -27,7 +27,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from tidings.registry.endpoint import EndpointPolicy, parse_endpoint
+from tidings.errors import PolicyViolation
+from tidings.push.endpoints import EndpointPolicy, parse_endpoint
 from tidings.registry.keys import normalise_auth, normalise_p256dh
 
 __all__ = [
@@ -249,15 +250,6 @@ def _endpoint_shape(value: str) -> None:
         parse_endpoint(value)
     except ValueError as exc:
         raise _err("endpoint_format", str(exc)) from None
-
-
-class PolicyViolation(ValueError):
-    """A registration refused by the operator's policy; `field` names the offending input."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 def check_policy(device: DeviceIn, policy: EndpointPolicy) -> None:

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..auth import Principal
-from ..bus import parse_id
-from ..events import Envelope, http_chunk
+from ..clock import Clock
+from ..wire import Envelope, http_chunk, parse_id
 
 _ids = itertools.count(1)
 
@@ -35,9 +34,9 @@ class Connection:
     """State of one open stream. Few attributes and no task of its own: at 10k clients objects are what cost."""
 
     __slots__ = (
-        "_bytes", "_chunks", "_events", "_limits", "_mark_dirty", "_pending", "_transport", "_waiter", "channels",
-        "close_reason", "deadline", "endpoint", "id", "ip", "last_event_at", "last_write_at", "opened_at",
-        "principal", "writer", "writing",
+        "_bytes", "_chunks", "_clock", "_events", "_limits", "_mark_dirty", "_pending", "_transport", "_waiter",
+        "channels", "close_reason", "deadline", "endpoint", "id", "ip", "last_event_at", "last_write_at",
+        "opened_at", "principal", "writer", "writing",
     )  # fmt: skip
 
     def __init__(
@@ -47,7 +46,7 @@ class Connection:
         *,
         endpoint: str,
         limits: BufferLimits,
-        now: float,
+        clock: Clock,
         deadline: float | None = None,
         ip: str = "",
         replaying: bool = False,
@@ -57,7 +56,8 @@ class Connection:
         self.channels = tuple(channels)
         self.endpoint = endpoint
         self.ip = ip
-        self.opened_at = self.last_event_at = self.last_write_at = now
+        self._clock = clock
+        self.opened_at = self.last_event_at = self.last_write_at = clock()
         self.deadline = deadline
         self.close_reason: str | None = None
         self._limits = limits
@@ -114,7 +114,7 @@ class Connection:
             self._chunks.append(http_chunk(data))
         self._transport = transport
         self._mark_dirty = mark_dirty
-        self.flush(time.time())
+        self.flush(self._clock())
 
     @property
     def attached(self) -> bool:
@@ -167,7 +167,7 @@ class Connection:
                 if self.writing and self.writer is not None:
                     self.writer.cancel()  # it is blocked on a socket that stopped reading: let it go now
             else:
-                self.flush(time.time())  # attached: what was collected goes out before the stream ends
+                self.flush(self._clock())  # attached: what was collected goes out before the stream ends
             self._wake()
 
     def _wake(self) -> None:
@@ -198,7 +198,7 @@ class Connection:
         self._chunks.clear()
         self._bytes = 0
         self._events = 0
-        self.last_write_at = time.time()
+        self.last_write_at = self._clock()
         return chunk
 
     @property

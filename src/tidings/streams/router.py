@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 
 from .. import metrics
-from ..events import Envelope
+from ..clock import Clock
+from ..wire import KEEPALIVE, Envelope
 from .connection import Connection
 
 log = logging.getLogger("tidings.streams")
 
-KEEPALIVE = b":keepalive\n\n"
 STALLED_WRITE = 30.0  # a socket write blocked this long means the client stopped reading: cut it off
 
 
@@ -32,13 +31,15 @@ class Router:
         *,
         keepalive: float,
         idle_timeout: float,
-        clock: Callable[[], float] = time.time,
+        clock: Clock,
+        expire_history: Callable[[], int] | None = None,
     ) -> None:
         self._index: dict[str, set[Connection]] = {}
         self._sessions: dict[tuple[str, str], deque[Connection]] = {}
         self._keepalive = keepalive
         self._idle_timeout = idle_timeout
         self._clock = clock
+        self._expire_history = expire_history
         self._sweeper: asyncio.Task[None] | None = None
         self._empty = asyncio.Event()
         self._empty.set()
@@ -97,7 +98,7 @@ class Router:
         self._dirty.append(conn)
 
     def _flush(self) -> None:
-        dirty, now = self._dirty, time.time()
+        dirty, now = self._dirty, self._clock()
         self._dirty = []
         for conn in dirty:
             conn.flush(now)
@@ -113,7 +114,9 @@ class Router:
         return len(matched)
 
     def sweep(self) -> None:
-        """Keepalives for quiet streams; close idle, expired and over-age ones."""
+        """Keepalives for quiet streams; close idle, expired and over-age ones; forget history past its age."""
+        if self._expire_history is not None:
+            self._expire_history()
         now = self._clock()
         for conn in list(self.connections()):
             if conn.closed:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from ..hub import Hub
 
 log = logging.getLogger("tidings.hub")
 
@@ -51,3 +52,14 @@ def install_drain_on_signals(hub: Hub) -> Callable[[], None] | None:
             signal.signal(sig, old)
 
     return restore
+
+
+@asynccontextmanager
+async def drain_on_signals(hub: Hub, *, enabled: bool = True) -> AsyncIterator[None]:
+    """While inside, SIGTERM/SIGINT start the hub's drain before the server's own handler runs."""
+    restore = install_drain_on_signals(hub) if enabled else None
+    try:
+        yield
+    finally:
+        if restore is not None:
+            restore()

@@ -20,10 +20,11 @@ from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
-from tidings.delivery.queue import DeadLetter, Lease, PushJob, Queue, QueueOptions, QueueStats
-from tidings.errors import BusUnavailable
+from tidings.errors import redis_errors
+
+from .base import DeadLetter, Lease, PushJob, Queue, QueueOptions, QueueStats
 
 GROUP = "workers"
 _PROMOTE_BATCH = 100
@@ -127,13 +128,11 @@ class RedisQueue(Queue):
         return gone
 
     async def enqueue(self, job: PushJob, *, delay: float = 0.0) -> None:
-        try:
+        with redis_errors("push queue unavailable"):  # the publisher's boundary: the API answers 503
             if delay > 0:
                 await self._redis.zadd(self.delayed_key, {self._member(job): self._clock() + delay})
             else:
                 await self._redis.xadd(self.stream, {"job": job.to_bytes()})
-        except RedisError as exc:  # the publisher's boundary: our error, so the API can answer 503
-            raise BusUnavailable(f"push queue unavailable: {exc}") from exc
 
     @staticmethod
     def _member(job: PushJob) -> bytes:
@@ -251,19 +250,15 @@ class RedisQueue(Queue):
 
     async def beat(self, consumer: str) -> None:
         now = self._clock()
-        try:
+        with redis_errors():
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.zadd(self.workers_key, {consumer: now})
                 pipe.zremrangebyscore(self.workers_key, "-inf", now - 86_400)  # forget long-gone workers
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
 
     async def live_workers(self, within: float) -> int:
-        try:
+        with redis_errors():
             return int(await self._redis.zcount(self.workers_key, self._clock() - within, "+inf"))
-        except (RedisError, OSError) as exc:
-            raise BusUnavailable(f"redis unavailable: {exc}") from exc
 
     async def stats(self) -> QueueStats:
         await self._ensure_group()

@@ -3,7 +3,7 @@
 It is not a FastAPI route on purpose: a stream is opened once and lives long, and at 10k clients the dependency
 injection and response classes cost more than the stream itself. Nothing is sent before authentication,
 authorization and the topic check have passed, so an error is always a complete JSON answer, never a half-open
-stream. Under `tidings serve` (streams/protocol.py) the socket is written by the router and the disconnect comes
+stream. Under `tidings serve` (server/protocol.py) the socket is written by the router and the disconnect comes
 from the protocol, so the ASGI task only waits for the end; under any other server the ASGI task drains the
 connection's buffer through `send`, and one small task waits for the disconnect.
 """
@@ -16,21 +16,21 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from .. import metrics
 from ..auth import Principal
-from ..errors import ApiError, BusUnavailable
-from ..events import Envelope, sse_frame
-from .connection import Connection
-from .protocol import TRANSPORT_KEY
+from ..errors import ApiError, TidingsError
+from ..streams.connection import Connection
+from .deps import request_token
+from .errors import error_response
 
 if TYPE_CHECKING:
     from ..hub import Hub
 
 log = logging.getLogger("tidings.streams")
 
+TRANSPORT_KEY = "tidings.transport"  # the scope extension our uvicorn protocol (server/protocol.py) fills in
 WRITE_TIMEOUT = 30.0  # the last write of a closing stream may block this long before the socket is dropped
 MAX_TOPICS = 100
 
@@ -49,11 +49,11 @@ class StreamEndpoint:
         request = Request(scope)
         try:
             principal, topics = await self._admit(request)
-        except ApiError as exc:
-            await JSONResponse(exc.body(), exc.status, headers=exc.headers)(scope, receive, send)
+        except TidingsError as exc:
+            await error_response(exc)(scope, receive, send)
             return
         last_event_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-        conn = self._hub.open_connection(
+        conn = self._hub.open_stream(
             principal,
             topics,
             endpoint=self._name,
@@ -68,7 +68,7 @@ class StreamEndpoint:
             raise ApiError(
                 503, "shutting_down", "this server is restarting; reconnect", headers={"Retry-After": "1"}
             )
-        principal = await self._hub.authenticate(request)
+        principal = await self._hub.authenticate(request_token(request, self._hub.settings.token_cookie))
         if self._required_role and not principal.has_role(self._required_role):
             raise ApiError(403, "forbidden", f"this stream requires the role {self._required_role!r}")
         topics = parse_topics(request.query_params.get("topics"))
@@ -101,7 +101,7 @@ class StreamEndpoint:
         )
         try:
             if last_event_id:
-                await self._replay(conn, last_event_id)
+                await hub.resume(conn, last_event_id)
             await send({"type": "http.response.start", "status": 200, "headers": hub.stream_headers})
             await send({"type": "http.response.body", "body": hub.stream_preamble, "more_body": True})
             if extension is not None:
@@ -129,17 +129,6 @@ class StreamEndpoint:
             )
         if not completed:
             conn.close("slow")  # returning without completing makes the server drop the socket
-
-    async def _replay(self, conn: Connection, last_event_id: str) -> None:
-        try:
-            messages = await self._hub.bus.history(last_event_id, conn.channels)
-        except BusUnavailable:
-            messages = None
-        if messages is None:
-            conn.send_comment(reset_frame(last_event_id))
-            conn.finish_replay((), None)
-        else:
-            conn.finish_replay((Envelope.parse(m) for m in messages), last_event_id)
 
 
 async def _write_until_closed(conn: Connection, send: Send) -> bool:
@@ -193,10 +182,6 @@ def parse_topics(raw: str | None) -> list[str]:
         if len(topic) > 256 or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in topic):
             raise ApiError(400, "invalid_topics", f"invalid topic name {topic[:64]!r}", field="topics")
     return topics
-
-
-def reset_frame(last_event_id: str) -> bytes:
-    return sse_frame('{"reason":"history_unavailable"}', event="reset") if last_event_id else b""
 
 
 def _client_ip(scope: Scope) -> str:

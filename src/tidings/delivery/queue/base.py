@@ -1,28 +1,23 @@
-"""The push job queue: what a job is, the small contract every backend keeps, and the URL-based factory.
+"""The push job queue's contract: what a job is, and the small ABC every backend keeps.
 
 Delivery is at-least-once: a job is removed only when a worker acks it, retries it (ack + schedule,
 atomically) or dead-letters it. A job reserved by a worker that dies becomes visible again after the
 visibility timeout, so nothing accepted is lost; a redelivered job may repeat sends that had already
 succeeded (providers derive `apns-id` from event id + device so a repeat is recognisable).
 
-Backends: `memory://` (one process, embedded mode) and Redis Streams with a consumer group (`redis://`),
-chosen by `Settings.bus_url` like the bus, lazily imported; tests may pass an instance instead.
+Backends (`memory.py`, `redis.py`) are chosen by URL in this package's `create_queue`.
 """
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import orjson
 
-if TYPE_CHECKING:
-    from tidings.config import Settings
-
-Clock = Callable[[], float]
+from tidings.clock import Clock, system_clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +105,7 @@ class QueueOptions:
     visibility_timeout: float = 60.0  # seconds a lease may stay unacked before another worker reclaims it
     dead_letter_max: int = 100_000  # dead letters are for inspection; cap them rather than grow forever
     max_jobs: int = 100_000  # memory queue only: waiting jobs beyond this are refused (BusUnavailable)
-    clock: Clock = field(default=time.time)
+    clock: Clock = field(default=system_clock)
 
 
 class Queue(ABC):
@@ -172,15 +167,3 @@ class Queue(ABC):
         """Jobs not yet finished: ready, in flight and scheduled."""
         s = await self.stats()
         return s.ready + s.in_flight + s.delayed + s.due
-
-
-def create_queue(settings: Settings, *, clock: Clock = time.time, client: Any = None) -> Queue:
-    """The queue the settings ask for: memory for `memory://`, Redis Streams otherwise (lazily imported)."""
-    options = QueueOptions(visibility_timeout=settings.push_visibility_timeout, clock=clock)
-    if not settings.uses_redis:
-        from tidings.delivery.queue_memory import MemoryQueue
-
-        return MemoryQueue(options)
-    from tidings.delivery.queue_redis import RedisQueue
-
-    return RedisQueue(settings.bus_url, prefix=settings.redis_prefix, options=options, client=client)

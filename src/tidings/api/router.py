@@ -1,10 +1,16 @@
-"""Put the hub's routes together: the streams (plain ASGI) and the feature routers (FastAPI)."""
+"""Put the hub's HTTP surface together: the streams (plain ASGI) and the feature routers (FastAPI).
+
+app = FastAPI()
+mount(app, hub)                       # routes, the hub's lifespan, JSON error handlers
+# or: app.include_router(build_router(hub))
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from importlib import import_module
-from typing import TYPE_CHECKING
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -12,17 +18,18 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import ApiError
-from ..streams.sse import StreamEndpoint
-from .routing import api_error_handler, http_exception_handler, request_validation_handler
-
-if TYPE_CHECKING:
-    from ..hub import Hub
+from ..errors import TidingsError
+from ..hub import Hub
+from .deps import HUB_STATE
+from .errors import http_exception_handler, request_validation_handler, tidings_error_handler
+from .shutdown import drain_on_signals
+from .stream import StreamEndpoint
 
 FEATURE_ROUTERS = ("publish", "sessions", "health", "devices", "deliveries", "webpush")
 
 
 def stream_endpoints(hub: Hub) -> dict[str, StreamEndpoint]:
+    """The SSE endpoints by path (one instance each, shared by the router and the fast path)."""
     s = hub.settings
     return {
         "/v1/events": StreamEndpoint(
@@ -34,13 +41,32 @@ def stream_endpoints(hub: Hub) -> dict[str, StreamEndpoint]:
     }
 
 
-def build_router(hub: Hub) -> APIRouter:
-    router = APIRouter(lifespan=hub.lifespan)
-    for path, endpoint in hub.stream_endpoints.items():
+def build_router(
+    hub: Hub,
+    *,
+    streams: Mapping[str, StreamEndpoint] | None = None,
+    handle_signals: bool = True,
+) -> APIRouter:
+    """Every tidings route, with a lifespan that starts the hub (and drains its streams on SIGTERM/SIGINT)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        setattr(app.state, HUB_STATE, hub)
+        async with hub.lifespan(), drain_on_signals(hub, enabled=handle_signals):
+            yield
+
+    router = APIRouter(lifespan=lifespan)
+    for path, endpoint in (streams or stream_endpoints(hub)).items():
         router.routes.append(Route(path, endpoint, methods=["GET"], include_in_schema=False))
     for name in FEATURE_ROUTERS:
         router.include_router(import_module(f"{__package__}.{name}").router)
     return router
+
+
+def mount(app: FastAPI, hub: Hub, *, handle_signals: bool = True) -> None:
+    """Include the hub's routes (and lifespan) in `app`, and render every error as JSON."""
+    install_error_handlers(app)
+    app.include_router(build_router(hub, handle_signals=handle_signals))
 
 
 class StreamFastPath:
@@ -66,6 +92,6 @@ class StreamFastPath:
 
 def install_error_handlers(app: FastAPI) -> None:
     """JSON errors for everything the app answers, including unknown paths and methods."""
-    app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(TidingsError, tidings_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(HTTPException, http_exception_handler)

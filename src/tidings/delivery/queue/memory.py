@@ -12,8 +12,9 @@ import itertools
 from collections import deque
 from dataclasses import dataclass, replace
 
-from tidings.delivery.queue import DeadLetter, Lease, PushJob, Queue, QueueOptions, QueueStats
 from tidings.errors import BusUnavailable
+
+from .base import DeadLetter, Lease, PushJob, Queue, QueueOptions, QueueStats
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-TRANSPORT_KEY = "tidings.transport"
+from ..api.stream import TRANSPORT_KEY
 
 
 class TidingsHttpProtocol(HttpToolsProtocol):

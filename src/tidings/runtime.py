@@ -1,0 +1,251 @@
+"""The one composition root: everything a process runs beyond streams, built from Settings in one place.
+
+    database engine → device store, delivery log → push queue → providers → worker → periodic pruning
+
+The server opens one (embedded mode adds the in-process worker and the pruner), `tidings worker` opens one and
+runs the worker in the foreground, and the CLI opens one for its stores. Any part can be handed in instead
+(`queue=`, `devices=`, `providers=`): tests and host apps inject their own, and what was injected is not closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from . import db, metrics
+from .clock import Clock, system_clock
+from .config import Settings
+from .delivery.log import DeliveryLog
+from .delivery.queue import PushJob, Queue, create_queue
+from .delivery.runner import RunningWorker, worker_from_settings
+from .errors import BusUnavailable, SchemaNotReady
+from .registry.retire import prune_once
+from .registry.store import DeviceStore
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from .delivery.worker import Worker
+    from .events import EventIn
+    from .push.base import Provider
+
+log = logging.getLogger("tidings.runtime")
+
+PRUNE_INTERVAL = 3600.0  # devices past their TTL and delivery rows past retention, hourly
+GAUGE_REFRESH = 60.0
+
+
+class Runtime:
+    """Open with `await Runtime.open(settings)`; `await close()` releases what it built (not what was given)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        engine: AsyncEngine,
+        devices: DeviceStore,
+        queue: Queue,
+        providers: Mapping[str, Provider] | None,
+        *,
+        owned_engine: bool,
+        owned_queue: bool,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.engine = engine
+        self.devices = devices
+        self.deliveries = DeliveryLog(
+            engine, clock=clock, retention_days=settings.delivery_log_retention_days
+        )
+        self.queue = queue
+        self.worker: RunningWorker | None = None
+        self._providers = dict(providers) if providers is not None else None
+        self._owned_providers = providers is None
+        self._owned_queue = owned_queue
+        self._owned_engine = owned_engine
+        self._tasks: list[asyncio.Task[None]] = []
+        self._gauges_at = float("-inf")
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock = system_clock,
+        queue: Queue | None = None,
+        devices: DeviceStore | None = None,
+        providers: Mapping[str, Provider] | None = None,
+        require_schema: bool = False,
+    ) -> Runtime:
+        """Connect the parts. SQLite (embedded) is migrated on the spot; PostgreSQL is migrated by an operator
+        (`tidings db upgrade`). With `require_schema` (worker processes) a stale schema is refused at once."""
+        devices_given = devices
+        engine = devices.engine if devices is not None else db.create_engine(settings.effective_database_url)
+        try:
+            await _prepare_schema(engine, require=require_schema)
+        except BaseException:
+            if devices_given is None:
+                await engine.dispose()
+            raise
+        devices = devices or DeviceStore(engine, clock=clock, ttl_days=settings.device_ttl_days)
+        owned_queue = queue is None
+        queue = queue or create_queue(settings, clock=clock)
+        return cls(
+            settings, clock, engine, devices, queue, providers, owned_engine=devices_given is None,
+            owned_queue=owned_queue,
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+            self.worker = None
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._owned_providers and self._providers is not None:
+            for provider in self._providers.values():
+                with contextlib.suppress(Exception):
+                    await provider.aclose()
+        if self._owned_queue:
+            await self.queue.close()
+        if self._owned_engine:
+            await self.engine.dispose()
+
+    # --- the worker --------------------------------------------------------------------------------------
+
+    @property
+    def providers(self) -> Mapping[str, Provider]:
+        """The push providers, built on first use; start-up says once what each unconfigured one misses."""
+        if self._providers is None:
+            from .push import build_providers
+
+            self._providers = build_providers(self.settings, clock=self.clock)
+            for name, provider in self._providers.items():
+                if not provider.configured:
+                    log.warning("push provider %s not configured (%s): its pushes are skipped", name,
+                                provider.missing)  # fmt: skip
+        return self._providers
+
+    def build_worker(self, *, burst: bool = False, handle_signals: bool = False) -> Worker:
+        return worker_from_settings(
+            self.settings,
+            queue=self.queue,
+            devices=self.devices,
+            log=self.deliveries,
+            providers=self.providers,
+            clock=self.clock,
+            burst=burst,
+            handle_signals=handle_signals,
+        )
+
+    def start_background(self) -> None:
+        """Embedded mode: the push worker and the pruner as tasks of this process."""
+        self.worker = RunningWorker.start(self.build_worker())
+        self.start_pruner()
+
+    def start_pruner(self, every: float = PRUNE_INTERVAL) -> None:
+        self._tasks.append(asyncio.create_task(self._prune_forever(every), name="tidings-pruner"))
+
+    async def run_worker(self, *, burst: bool = False) -> Worker:
+        """`tidings worker`: the pruner in the background, the worker in the foreground (SIGTERM stops it)."""
+        self.start_pruner()
+        worker = self.build_worker(burst=burst, handle_signals=True)
+        log.info("worker %s started on %s", worker.consumer, self.queue)
+        await worker.run()
+        log.info("worker stopped: %r", worker)
+        return worker
+
+    async def prune_once(self) -> None:
+        """Delete devices past their TTL and delivery rows past retention (idempotent; any process may)."""
+        await prune_once(self.devices)
+        removed = await self.deliveries.prune()
+        if removed:
+            log.info("pruned %d delivery log rows", removed)
+
+    async def _prune_forever(self, every: float) -> None:
+        while True:
+            try:
+                await self.prune_once()
+            except Exception:  # a failing database must not end pruning: the next round tries again
+                log.exception("pruning failed; retrying in %.0f s", every)
+            await asyncio.sleep(every)
+
+    # --- what the hub asks of it -------------------------------------------------------------------------
+
+    async def enqueue_pushes(self, events: Sequence[EventIn], ids: Sequence[str]) -> None:
+        for event, event_id in zip(events, ids, strict=True):
+            if event.push is None:
+                continue
+            await self.queue.enqueue(
+                PushJob(
+                    event_id=event_id,
+                    event_type=event.type,
+                    audience=event.to.model_dump(),
+                    spec=event.push.model_dump(exclude_none=True),
+                    data=event.data,
+                )
+            )
+
+    async def refresh_gauges(self) -> None:
+        """Update the gauges that need a query, at most once a minute however often /metrics is scraped."""
+        now = time.monotonic()
+        if now - self._gauges_at < GAUGE_REFRESH:
+            return
+        self._gauges_at = now
+        try:
+            counts = await self.devices.count_active()
+        except Exception:  # a scrape must not fail because the database is slow; readiness reports that
+            log.warning("devices_active: counting failed", exc_info=True)
+            return
+        for provider in ("apns", "fcm", "webpush"):
+            metrics.devices_active.labels(provider).set(counts.get(provider, 0))
+
+    async def readiness(self) -> dict[str, bool]:
+        checks = {"database": await self._database_ok()}
+        if self.worker is not None:
+            checks["worker"] = not self.worker.task.done()
+        else:  # workers are processes of their own: one must have beaten within a visibility timeout
+            try:
+                checks["worker"] = await self.queue.live_workers(self.settings.push_visibility_timeout) > 0
+            except BusUnavailable:
+                checks["worker"] = False
+        return checks
+
+    async def _database_ok(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        except Exception:  # any failure means "not ready"; the reason is logged
+            log.warning("readiness: database unreachable", exc_info=True)
+            return False
+        return True
+
+
+@asynccontextmanager
+async def opened(settings: Settings, **parts: object) -> AsyncIterator[Runtime]:
+    """`async with opened(settings) as runtime:` — for commands that need the stores for a moment."""
+    runtime = await Runtime.open(settings, **parts)  # type: ignore[arg-type]
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
+
+
+async def _prepare_schema(engine: AsyncEngine, *, require: bool) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    if require:  # fail at start with the fix, rather than dead-letter every job on "no such table"
+        current, head = await db.current(url, engine=engine), db.head_revision()
+        if current != head:
+            raise SchemaNotReady(
+                f"the database schema is at {current or 'nothing'}, this process needs {head}: "
+                "run `tidings db upgrade` (or start `tidings serve` once with SQLite)"
+            )
+    elif db.is_sqlite(url):
+        await db.upgrade(url, engine=engine)  # embedded mode keeps its own schema current

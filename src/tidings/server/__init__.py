@@ -1,0 +1,1 @@
+"""`tidings serve`: the standalone server — app factory, uvicorn protocol, process-wide tuning."""
