@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -15,10 +14,13 @@ from support import (
     IN_CI,
     PLAIN_PROTOCOL,
     PUBLISH_KEY,
+    REDIS_URL,
     SECRET,
     TIDINGS_PROTOCOL,
     InProcessServer,
     ManualClock,
+    app_of,
+    redis_or_skip,
     require,
 )
 from tidings import Hub, Settings
@@ -26,7 +28,6 @@ from tidings.auth import mint_token
 
 pytest_plugins = ["fixtures.db"]
 
-REDIS_URL = os.environ.get("TIDINGS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 __all__ = ["IN_CI", "require"]  # older test modules import these from here
 
 
@@ -57,6 +58,19 @@ def token() -> Callable[..., str]:
         return mint_token(SECRET, user, list(roles), ttl=ttl, claims=claims)
 
     return mint
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[Any]:
+    client = await redis_or_skip()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of this test's own on the shared Redis."""
+    return f"tidings-test-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(scope="session")
@@ -91,9 +105,8 @@ async def server(
     make_settings: Callable[..., Settings], request: pytest.FixtureRequest
 ) -> AsyncIterator[InProcessServer]:
     """The standalone app on a real socket, in this loop, under both stream write paths; `server.hub` is its hub."""
-    from tidings.server.app import create_app
 
     hub = Hub(make_settings(keepalive_seconds=30))
-    async with InProcessServer(create_app(hub, handle_signals=False), http=request.param) as running:
+    async with InProcessServer(app_of(hub), http=request.param) as running:
         running.hub = hub  # type: ignore[attr-defined]
         yield running

@@ -48,10 +48,39 @@ class ManualClock:
         self.offset += seconds
 
 
+REDIS_URL = os.environ.get("TIDINGS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+async def redis_or_skip() -> Any:
+    """A client of the real Redis (the caller closes it); skip locally / fail under CI when it is absent."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:  # any connection failure means the service is absent
+        await client.aclose()
+        require(False, f"Redis at {REDIS_URL} ({exc})")
+    return client
+
+
+async def drop_prefix(client: Any, prefix: str) -> None:
+    keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+
+
 TIDINGS_PROTOCOL = "tidings.server.protocol:TidingsHttpProtocol"  # what `tidings serve` runs
 PLAIN_PROTOCOL = "httptools"  # what a host app's server runs: streams go through ASGI `send`
 SECRET = "test-secret-0123456789abcdef0123456789"
 PUBLISH_KEY = "test-publish-key"
+
+
+def app_of(hub: Any) -> Any:
+    """The standalone app for `hub`, without touching this process's signal handlers (pytest owns them)."""
+    from tidings.server.app import create_app
+
+    return create_app(hub, handle_signals=False)
 
 
 def free_port() -> int:

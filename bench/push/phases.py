@@ -12,10 +12,10 @@ from typing import Any
 
 import psutil
 
+from tidings.events import PushSpec
 from tidings.push import ece
 from tidings.push.apns import ApnsProvider
 from tidings.push.base import Notification, Outcome, Target
-from tidings.push.spec import PushSpec
 from tidings.push.vapid import VapidKey
 from tidings.push.webpush import WebPushProvider
 

@@ -11,9 +11,8 @@ import httpx
 import jwt
 import pytest
 
-from support import PUBLISH_KEY, SECRET, TIDINGS_PROTOCOL, InProcessServer, open_stream
+from support import PUBLISH_KEY, SECRET, TIDINGS_PROTOCOL, InProcessServer, app_of, open_stream
 from tidings import Hub
-from tidings.server.app import create_app
 from tidings.auth import Principal
 
 
@@ -66,7 +65,7 @@ async def test_token_may_come_as_header_query_or_cookie(
     make_settings: Callable[..., Any], token: Callable[..., str]
 ) -> None:
     hub = Hub(make_settings(token_cookie="session"))
-    async with InProcessServer(create_app(hub, handle_signals=False)) as server:
+    async with InProcessServer(app_of(hub)) as server:
         for kwargs in (
             {"headers": {"Authorization": f"Bearer {token()}"}},
             {"token": token()},
@@ -137,7 +136,7 @@ async def test_topic_rule_decides_who_reads_a_topic(
 
     hub = Hub(make_settings(), topic_access=only_staff)
     async with (
-        InProcessServer(create_app(hub, handle_signals=False)) as server,
+        InProcessServer(app_of(hub)) as server,
         httpx.AsyncClient(base_url=server.url) as client,
     ):
         refused = await client.get("/v1/events", params={"token": token("alice"), "topics": "staff.pay"})
@@ -180,7 +179,7 @@ async def test_keepalive_comments_flow_while_idle(
 ) -> None:
     hub = Hub(make_settings(keepalive_seconds=0.2))
     async with (
-        InProcessServer(create_app(hub, handle_signals=False)) as server,
+        InProcessServer(app_of(hub)) as server,
         open_stream(server.url, token=token()) as stream,
     ):
         frame = await stream.next_frame(timeout=5)

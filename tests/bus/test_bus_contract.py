@@ -118,8 +118,8 @@ async def test_redis_subscriber_catches_up_after_its_connection_is_killed(
         await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
         ids += await publisher.publish([tail(f"a.during{i}", "u:a") for i in range(3)])
         ids += await publisher.publish([tail("a.after", "u:a")])
-        await wait_for(received, 5)
-        await asyncio.sleep(0.2)  # any duplicate would arrive now
+        ids += await publisher.publish([tail("a.sentinel", "u:a")])
+        await wait_for(received, 6)  # delivery is in id order: a duplicate would come before the sentinel
         assert [m.split(b"\n")[0].decode() for m in received] == ids
     finally:
         await admin.aclose()

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tidings import db
+from tidings.config import Settings
 from tidings.delivery.log import DeliveryLog
 from tidings.delivery.queue import PushJob, Queue
 from tidings.delivery.worker import Worker
@@ -184,3 +185,19 @@ async def all_rig(tmp_path: Path, clock: Callable[[], float], **settings: Any) -
         }
         values.update(settings)
         yield AllRig(apns, fcm, webpush, Settings(_env_file=None, **values))  # type: ignore[call-arg]
+
+
+def apns_settings(rig: ApnsRig, tmp_path: Path, **extra: object) -> Settings:
+    key = tmp_path / "AuthKey.p8"
+    key.write_bytes(rig.key_pem)
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        data_dir=tmp_path,
+        database_url=rig.database_url,
+        apns_key_path=key,
+        apns_key_id=KEY_ID,
+        apns_team_id=TEAM_ID,
+        apns_topic=TOPIC,
+        apns_url=rig.sandbox.url,
+        **extra,
+    )

@@ -20,8 +20,14 @@ def row(i: int) -> DeliveryRecord:
 class SlowStore(FakeStore):
     """mark_used takes a while, like a database round trip, so writes pile up behind a flush."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = asyncio.Event()  # set while a mark_used is in progress
+
     async def mark_used(self, ids: Sequence[str]) -> None:
+        self.inside.set()
         await asyncio.sleep(0.02)
+        self.inside.clear()
         await super().mark_used(ids)
 
 
@@ -36,8 +42,8 @@ async def test_concurrent_writes_share_flushes_and_each_waits_for_its_own() -> N
     assert len(log.batches) == 1 and len(store.used) == 1
     # Writes arriving while a flush is in progress form the next batch, not one flush each.
     first = asyncio.create_task(writer.write(["a"], [row(100)]))
-    await asyncio.sleep(0.005)  # that flush is now inside its (slow) mark_used
     async with asyncio.timeout(5):
+        await store.inside.wait()  # that flush is now inside its (slow) mark_used
         await asyncio.gather(first, *(writer.write([f"b{i}"], [row(200 + i)]) for i in range(20)))
     assert writer.flushes == 3 and [len(b) for b in log.batches[1:]] == [1, 20]
 

@@ -7,16 +7,15 @@ import time
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from support import ManualClock
 from tidings.delivery.log import DeliveryLog, DeliveryRecord
-
-from .conftest import StepClock
 
 
 def rec(event_id: str, device: str, user: str, at: float, outcome: str = "delivered") -> DeliveryRecord:
     return DeliveryRecord(event_id, device, user, "apns", outcome, "", 200, 1, 12.5, at)
 
 
-async def test_one_statement_per_batch_and_query_filters(engine: AsyncEngine, clock: StepClock) -> None:
+async def test_one_statement_per_batch_and_query_filters(engine: AsyncEngine, clock: ManualClock) -> None:
     log = DeliveryLog(engine, clock=clock)
     statements: list[str] = []
 
@@ -53,7 +52,7 @@ async def test_long_reasons_are_truncated_to_the_column(engine: AsyncEngine) -> 
     assert len(row.reason) == 256
 
 
-async def test_prune_keeps_the_retention_window(engine: AsyncEngine, clock: StepClock) -> None:
+async def test_prune_keeps_the_retention_window(engine: AsyncEngine, clock: ManualClock) -> None:
     log = DeliveryLog(engine, clock=clock, retention_days=7)
     now = clock()
     await log.record([rec("old", "d1", "u1", now - 8 * 86_400), rec("new", "d1", "u1", now - 6 * 86_400)])

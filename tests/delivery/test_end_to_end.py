@@ -16,12 +16,10 @@ import jwt
 import orjson
 import pytest
 
-from support import InProcessServer
-from tidings.server.app import create_app
+from support import InProcessServer, ManualClock, app_of
 from tidings.hub import Hub
 from tidings.sandbox.control import Rule
 
-from .conftest import StepClock
 from .sandbox_rig import AllRig, all_rig
 
 SECRET = "e2e-delivery-secret-0123456789abcdef0123"
@@ -34,11 +32,11 @@ def bearer(user: str, *roles: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path, clock: StepClock) -> AsyncIterator[tuple[AllRig, httpx.AsyncClient]]:
+async def stack(tmp_path: Path, clock: ManualClock) -> AsyncIterator[tuple[AllRig, httpx.AsyncClient]]:
     async with all_rig(tmp_path, clock, jwt_secret=SECRET, publish_key=PUBLISH_KEY) as rig:
         hub = Hub(rig.settings)
         async with (
-            InProcessServer(create_app(hub, handle_signals=False)) as server,
+            InProcessServer(app_of(hub)) as server,
             httpx.AsyncClient(base_url=server.url) as client,
         ):
             yield rig, client

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from support import ManualClock
 from tidings.delivery.queue import PushJob, Queue, QueueOptions
-
-from .conftest import StepClock
 
 
 def job(event_id: str = "ev-1", attempt: int = 1, device_ids: tuple[str, ...] | None = None) -> PushJob:
@@ -108,7 +107,7 @@ async def test_touch_keeps_a_slow_job_from_being_reclaimed(queue: Queue) -> None
     await queue.ack(lease)
 
 
-async def test_retry_is_invisible_until_due(queue: Queue, clock: StepClock) -> None:
+async def test_retry_is_invisible_until_due(queue: Queue, clock: ManualClock) -> None:
     await queue.enqueue(job())
     [lease] = await queue.reserve("c1", block_seconds=0.1)
     await queue.retry(lease, lease.job.next_attempt(("d2",)), delay=30)
@@ -131,7 +130,7 @@ async def test_retry_without_delay_is_ready_at_once(queue: Queue) -> None:
     assert again.job == lease.job
 
 
-async def test_identical_retries_do_not_collapse(queue: Queue, clock: StepClock) -> None:
+async def test_identical_retries_do_not_collapse(queue: Queue, clock: ManualClock) -> None:
     await queue.enqueue(job())
     await queue.enqueue(job())
     leases = await queue.reserve("c1", count=2, block_seconds=0.1)
@@ -142,7 +141,7 @@ async def test_identical_retries_do_not_collapse(queue: Queue, clock: StepClock)
     assert len(again) == 2
 
 
-async def test_enqueue_with_delay(queue: Queue, clock: StepClock) -> None:
+async def test_enqueue_with_delay(queue: Queue, clock: ManualClock) -> None:
     await queue.enqueue(job(), delay=10)
     assert await queue.reserve("c1", block_seconds=0.05) == []
     clock.advance(10)
@@ -162,9 +161,8 @@ async def test_dead_letter_keeps_job_and_reason(queue: Queue) -> None:
 
 
 async def test_redis_group_forgets_long_idle_empty_consumers(redis_prefix: str) -> None:
+    from support import REDIS_URL, drop_prefix, redis_or_skip
     from tidings.delivery.queue.redis import GROUP, RedisQueue
-
-    from .conftest import REDIS_URL, drop_prefix, redis_or_skip
 
     client = await redis_or_skip()
     queue = RedisQueue(REDIS_URL, prefix=redis_prefix)
@@ -186,9 +184,8 @@ async def test_redis_group_forgets_long_idle_empty_consumers(redis_prefix: str) 
 
 
 async def test_redis_entry_no_worker_can_read_is_dead_lettered_not_retried_forever(redis_prefix: str) -> None:
+    from support import REDIS_URL, drop_prefix, redis_or_skip
     from tidings.delivery.queue.redis import RedisQueue
-
-    from .conftest import REDIS_URL, drop_prefix, redis_or_skip
 
     client = await redis_or_skip()
     queue = RedisQueue(REDIS_URL, prefix=redis_prefix)
@@ -250,7 +247,7 @@ async def test_dead_letters_can_be_requeued_at_attempt_one(queue: Queue) -> None
     assert await queue.requeue_dead() == 1
 
 
-async def test_worker_heartbeats_are_counted_while_fresh(queue: Queue, clock: StepClock) -> None:
+async def test_worker_heartbeats_are_counted_while_fresh(queue: Queue, clock: ManualClock) -> None:
     assert await queue.live_workers(60) == 0
     await queue.beat("w1")
     await queue.beat("w2")

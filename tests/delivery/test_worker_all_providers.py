@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from support import ManualClock
 from tidings.delivery.queue import QueueOptions
 from tidings.delivery.queue.memory import MemoryQueue
 from tidings.delivery.runner import worker_from_settings
@@ -17,22 +18,21 @@ from tidings.push import build_providers
 from tidings.push.base import Provider
 from tidings.sandbox.control import Rule
 
-from .conftest import StepClock
 from .sandbox_rig import AllRig, all_rig, order_job
 
 
 @pytest.fixture
-async def rig(tmp_path: Path, clock: StepClock) -> AsyncIterator[AllRig]:
+async def rig(tmp_path: Path, clock: ManualClock) -> AsyncIterator[AllRig]:
     async with all_rig(tmp_path, clock) as r:
         yield r
 
 
 @pytest.fixture
-def queue(clock: StepClock) -> MemoryQueue:
+def queue(clock: ManualClock) -> MemoryQueue:
     return MemoryQueue(QueueOptions(visibility_timeout=30, clock=clock))
 
 
-async def drain(rig: AllRig, queue: MemoryQueue, clock: StepClock, *, send_timeout: float = 10.0) -> None:
+async def drain(rig: AllRig, queue: MemoryQueue, clock: ManualClock, *, send_timeout: float = 10.0) -> None:
     providers: dict[str, Provider] = build_providers(rig.settings, clock=time.time, timeout=send_timeout)
     worker = worker_from_settings(
         rig.settings,
@@ -57,7 +57,7 @@ async def outcomes(rig: AllRig, event_id: str = "ev-1") -> dict[str, tuple[str, 
     return {r.device_id or "-": (r.outcome, r.reason) for r in reversed(rows)}
 
 
-async def test_one_event_reaches_every_provider(rig: AllRig, queue: MemoryQueue, clock: StepClock) -> None:
+async def test_one_event_reaches_every_provider(rig: AllRig, queue: MemoryQueue, clock: ManualClock) -> None:
     phone, android, browser = (
         await rig.apns.register("u1"),
         await rig.register_fcm("u1"),
@@ -79,7 +79,7 @@ async def test_one_event_reaches_every_provider(rig: AllRig, queue: MemoryQueue,
 
 @pytest.mark.parametrize("code", ["UNREGISTERED", "SENDER_ID_MISMATCH"])
 async def test_fcm_dead_token_disables_the_device(
-    rig: AllRig, queue: MemoryQueue, clock: StepClock, code: str
+    rig: AllRig, queue: MemoryQueue, clock: ManualClock, code: str
 ) -> None:
     android = await rig.register_fcm("u1")
     rig.fcm_rule(android.token, code)
@@ -91,7 +91,7 @@ async def test_fcm_dead_token_disables_the_device(
 
 @pytest.mark.parametrize("status", [404, 410])
 async def test_webpush_gone_disables_the_subscription(
-    rig: AllRig, queue: MemoryQueue, clock: StepClock, status: int
+    rig: AllRig, queue: MemoryQueue, clock: ManualClock, status: int
 ) -> None:
     browser, other = await rig.register_webpush("u1"), await rig.register_webpush("u1")
     rig.webpush_rule(browser.token, status)
@@ -103,7 +103,7 @@ async def test_webpush_gone_disables_the_subscription(
 
 
 async def test_fcm_quota_backs_off_at_least_60_seconds(
-    rig: AllRig, queue: MemoryQueue, clock: StepClock
+    rig: AllRig, queue: MemoryQueue, clock: ManualClock
 ) -> None:
     android = await rig.register_fcm("u1")
     rig.fcm.state.add_rule(Rule(token=android.token, status=429, reason="QUOTA_EXCEEDED", times=1))
@@ -118,7 +118,7 @@ async def test_fcm_quota_backs_off_at_least_60_seconds(
     assert [(r.attempt, r.outcome) for r in rows] == [(2, "delivered"), (1, "retry_later")]
 
 
-async def test_webpush_retry_after_is_honoured(rig: AllRig, queue: MemoryQueue, clock: StepClock) -> None:
+async def test_webpush_retry_after_is_honoured(rig: AllRig, queue: MemoryQueue, clock: ManualClock) -> None:
     browser = await rig.register_webpush("u1")
     rig.webpush_rule(browser.token, 429, retry_after="120", times=1)
     await queue.enqueue(order_job(["u1"]))
@@ -131,7 +131,7 @@ async def test_webpush_retry_after_is_honoured(rig: AllRig, queue: MemoryQueue, 
 
 
 async def test_fcm_credentials_error_disables_nothing(
-    rig: AllRig, queue: MemoryQueue, clock: StepClock
+    rig: AllRig, queue: MemoryQueue, clock: ManualClock
 ) -> None:
     android = await rig.register_fcm("u1")
     rig.fcm.state.add_rule(Rule(token=android.token, status=401, reason="THIRD_PARTY_AUTH_ERROR"))
@@ -144,7 +144,7 @@ async def test_fcm_credentials_error_disables_nothing(
 
 
 async def test_a_hanging_provider_does_not_stall_the_other_providers(
-    rig: AllRig, queue: MemoryQueue, clock: StepClock
+    rig: AllRig, queue: MemoryQueue, clock: ManualClock
 ) -> None:
     phones = [await rig.apns.register("u1") for _ in range(3)]
     androids = [await rig.register_fcm("u1") for _ in range(3)]
@@ -165,7 +165,7 @@ async def test_a_hanging_provider_does_not_stall_the_other_providers(
     assert stats.delayed + stats.due == 1  # one retry job, for the APNs devices only (jitter may be ~0 s)
 
 
-async def test_an_unconfigured_provider_is_skipped_cleanly(tmp_path: Path, clock: StepClock) -> None:
+async def test_an_unconfigured_provider_is_skipped_cleanly(tmp_path: Path, clock: ManualClock) -> None:
     queue = MemoryQueue(QueueOptions(clock=clock))
     async with all_rig(tmp_path, clock, vapid_private_key_path=None, vapid_subject="") as rig:
         phone, browser = await rig.apns.register("u1"), await rig.register_webpush("u1")

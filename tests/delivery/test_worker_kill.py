@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from support import REDIS_URL, ManualClock, drop_prefix, redis_or_skip
 from tidings.delivery.queue import QueueOptions
 from tidings.delivery.queue.redis import RedisQueue
 
-from .conftest import REDIS_URL, StepClock, drop_prefix, redis_or_skip
 from .sandbox_rig import KEY_ID, TEAM_ID, TOPIC, ApnsRig, apns_rig, order_job
 
 VISIBILITY = 1.0
@@ -87,7 +87,7 @@ def stop_all(*procs: subprocess.Popen[bytes] | None) -> None:
 
 @pytest.mark.redis
 async def test_sigkilled_worker_mid_batch_loses_nothing(
-    tmp_path: Path, clock: StepClock, redis_client: Redis, redis_prefix: str
+    tmp_path: Path, clock: ManualClock, redis_client: Redis, redis_prefix: str
 ) -> None:
     async with apns_rig(tmp_path, clock) as rig:
         devices = [await rig.register("u1") for _ in range(DEVICES)]
@@ -139,7 +139,7 @@ async def test_sigkilled_worker_mid_batch_loses_nothing(
 
 @pytest.mark.redis
 async def test_sigterm_hands_back_a_job_still_running_after_the_grace_period(
-    tmp_path: Path, clock: StepClock, redis_client: Redis, redis_prefix: str
+    tmp_path: Path, clock: ManualClock, redis_client: Redis, redis_prefix: str
 ) -> None:
     async with apns_rig(tmp_path, clock) as rig:
         phone = await rig.register("u1")

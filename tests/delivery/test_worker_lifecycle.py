@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from support import ManualClock
 from tidings.delivery.queue import QueueOptions
 from tidings.delivery.queue.memory import MemoryQueue
 from tidings.push.base import Outcome, Result, Target
 
-from .conftest import StepClock
 from .test_worker_unit import Rig, push_job
 
 
-async def test_stop_returns_jobs_still_running_after_the_grace_period(clock: StepClock) -> None:
+async def test_stop_returns_jobs_still_running_after_the_grace_period(clock: ManualClock) -> None:
     started = asyncio.Event()
 
     async def slow(target: Target) -> Result:
@@ -33,7 +33,7 @@ async def test_stop_returns_jobs_still_running_after_the_grace_period(clock: Ste
     assert rig.worker.counters["jobs.returned"] == 1
 
 
-async def test_stop_lets_quick_jobs_finish(clock: StepClock) -> None:
+async def test_stop_lets_quick_jobs_finish(clock: ManualClock) -> None:
     gate = asyncio.Event()
 
     async def gated(target: Target) -> Result:
@@ -65,7 +65,7 @@ class FlakyQueue(MemoryQueue):
         return await super().reserve(consumer, count, block_seconds)
 
 
-async def test_worker_survives_a_broker_outage(clock: StepClock) -> None:
+async def test_worker_survives_a_broker_outage(clock: ManualClock) -> None:
     rig = Rig(clock)
     rig.queue = FlakyQueue(2, options=QueueOptions(visibility_timeout=30, clock=clock))
     rig.worker.queue = rig.queue
@@ -74,10 +74,24 @@ async def test_worker_survives_a_broker_outage(clock: StepClock) -> None:
     assert rig.worker.counters["reserve.errors"] == 2 and rig.worker.counters["jobs.complete"] == 1
 
 
-async def test_stop_is_immediate_on_an_idle_memory_queue(clock: StepClock) -> None:
+class WatchedQueue(MemoryQueue):
+    """Says when a worker is waiting inside `reserve`."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.waiting = asyncio.Event()
+
+    async def reserve(self, consumer: str, count: int = 1, block_seconds: float = 1.0) -> list[Any]:
+        self.waiting.set()
+        return await super().reserve(consumer, count, block_seconds)
+
+
+async def test_stop_is_immediate_on_an_idle_memory_queue(clock: ManualClock) -> None:
     rig = Rig(clock, burst=False, poll_seconds=30)
+    rig.queue = rig.worker.queue = WatchedQueue(options=QueueOptions(visibility_timeout=30, clock=clock))
     running = asyncio.create_task(rig.worker.run())
-    await asyncio.sleep(0.05)  # let it block in reserve
+    async with asyncio.timeout(5):
+        await rig.queue.waiting.wait()  # blocked in reserve
     loop = asyncio.get_running_loop()
     started = loop.time()
     async with asyncio.timeout(5):
@@ -86,7 +100,7 @@ async def test_stop_is_immediate_on_an_idle_memory_queue(clock: StepClock) -> No
     assert loop.time() - started < 0.5  # not the 30 s poll
 
 
-async def test_leases_are_renewed_while_stopping_gracefully(clock: StepClock) -> None:
+async def test_leases_are_renewed_while_stopping_gracefully(clock: ManualClock) -> None:
     gate = asyncio.Event()
 
     async def slow(target: Target) -> Result:

@@ -11,23 +11,23 @@ from pathlib import Path
 import orjson
 import pytest
 
+from support import ManualClock
 from tidings.delivery.queue import QueueOptions
 from tidings.delivery.queue.memory import MemoryQueue
 from tidings.delivery.retry import RetryPolicy
 from tidings.push.apns import ApnsProvider
 
-from .conftest import StepClock
 from .sandbox_rig import ApnsRig, apns_rig, new_key_pem, order_job
 
 
 @pytest.fixture
-async def rig(tmp_path: Path, clock: StepClock) -> AsyncIterator[ApnsRig]:
+async def rig(tmp_path: Path, clock: ManualClock) -> AsyncIterator[ApnsRig]:
     async with apns_rig(tmp_path, clock) as r:
         yield r
 
 
 @pytest.fixture
-def queue(clock: StepClock) -> MemoryQueue:
+def queue(clock: ManualClock) -> MemoryQueue:
     return MemoryQueue(QueueOptions(visibility_timeout=30, clock=clock))
 
 
@@ -78,7 +78,7 @@ async def test_dead_token_disables_the_device(
 
 
 async def test_retry_after_is_honoured_then_delivered(
-    rig: ApnsRig, queue: MemoryQueue, apns: ApnsProvider, clock: StepClock
+    rig: ApnsRig, queue: MemoryQueue, apns: ApnsProvider, clock: ManualClock
 ) -> None:
     busy, fine = await rig.register("u1"), await rig.register("u1")
     rig.rule(busy.token, 429, "TooManyRequests", retry_after="30", times=1)
@@ -114,7 +114,7 @@ async def test_credentials_refused_disables_nothing(rig: ApnsRig, queue: MemoryQ
 
 
 async def test_dead_letter_after_max_attempts(
-    rig: ApnsRig, queue: MemoryQueue, apns: ApnsProvider, clock: StepClock
+    rig: ApnsRig, queue: MemoryQueue, apns: ApnsProvider, clock: ManualClock
 ) -> None:
     phone = await rig.register("u1")
     rig.rule(phone.token, 503, "ServiceUnavailable")

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from support import ManualClock
 from tidings.delivery.queue import PushJob, QueueOptions
 from tidings.delivery.queue.memory import MemoryQueue
 from tidings.delivery.retry import RetryPolicy
 from tidings.delivery.worker import Worker
 from tidings.push.base import Outcome, Result, Target
 
-from .conftest import StepClock
 from .fakes import FakeDevice, FakeLog, FakeProvider, FakeStore
 
 DEVICES = [
@@ -38,7 +38,7 @@ def push_job(users: Sequence[str] = ("u1", "u2"), **kw: Any) -> PushJob:
 
 
 class Rig:
-    def __init__(self, clock: StepClock, answers: dict[str, Any] | None = None, **worker_kw: Any) -> None:
+    def __init__(self, clock: ManualClock, answers: dict[str, Any] | None = None, **worker_kw: Any) -> None:
         self.clock = clock
         self.queue = MemoryQueue(QueueOptions(visibility_timeout=30, clock=clock))
         self.store = FakeStore(DEVICES)
@@ -68,7 +68,7 @@ class Rig:
         return {r.device_id or "-": f"{r.outcome}:{r.reason}" if r.reason else r.outcome for r in rows}
 
 
-async def test_delivered_marks_used_in_one_call_and_builds_each_payload_once(clock: StepClock) -> None:
+async def test_delivered_marks_used_in_one_call_and_builds_each_payload_once(clock: ManualClock) -> None:
     rig = Rig(clock)
     await rig.run(push_job())
     assert set(rig.outcomes().values()) == {"delivered"} and len(rig.log.rows) == 4
@@ -81,7 +81,7 @@ async def test_delivered_marks_used_in_one_call_and_builds_each_payload_once(clo
     assert "j_complete=1" in repr(rig.worker) and "delivered=4" in repr(rig.worker)
 
 
-async def test_dead_token_disables_that_device_only(clock: StepClock) -> None:
+async def test_dead_token_disables_that_device_only(clock: ManualClock) -> None:
     rig = Rig(clock, {"a2": Result(Outcome.dead_token, "Unregistered", status=410)})
     await rig.run(push_job())
     assert rig.store.disabled == [("apns", "a2", "Unregistered")]
@@ -89,7 +89,7 @@ async def test_dead_token_disables_that_device_only(clock: StepClock) -> None:
     assert await rig.queue.depth() == 0  # nothing to retry
 
 
-async def test_retry_later_requeues_only_those_devices_after_retry_after(clock: StepClock) -> None:
+async def test_retry_later_requeues_only_those_devices_after_retry_after(clock: ManualClock) -> None:
     rig = Rig(clock, {"f1": Result(Outcome.retry_later, "UNAVAILABLE", status=503, retry_after=30)})
     await rig.run(push_job())
     stats = await rig.queue.stats()
@@ -101,7 +101,7 @@ async def test_retry_later_requeues_only_those_devices_after_retry_after(clock: 
     assert lease.job.attempt == 2 and lease.job.device_ids == ("d-fcm-1",)
 
 
-async def test_retry_then_dead_letter_after_max_attempts(clock: StepClock) -> None:
+async def test_retry_then_dead_letter_after_max_attempts(clock: ManualClock) -> None:
     rig = Rig(clock, {"f1": Result(Outcome.retry_later, "INTERNAL", status=500)})
     await rig.run(push_job())
     for _ in range(2):  # attempts 2 and 3, each after its backoff
@@ -116,7 +116,7 @@ async def test_retry_then_dead_letter_after_max_attempts(clock: StepClock) -> No
     assert await rig.queue.depth() == 0
 
 
-async def test_fcm_quota_waits_at_least_60_seconds(clock: StepClock) -> None:
+async def test_fcm_quota_waits_at_least_60_seconds(clock: ManualClock) -> None:
     rig = Rig(clock, {"f1": Result(Outcome.retry_later, "QUOTA_EXCEEDED", status=429)})
     await rig.run(push_job())
     clock.advance(59)
@@ -126,7 +126,7 @@ async def test_fcm_quota_waits_at_least_60_seconds(clock: StepClock) -> None:
 
 
 async def test_credentials_error_alerts_and_disables_nothing(
-    clock: StepClock, caplog: pytest.LogCaptureFixture
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     refused = Result(Outcome.credentials, "InvalidProviderToken", status=403)
     rig = Rig(clock, {"a1": refused, "a2": refused})
@@ -139,14 +139,14 @@ async def test_credentials_error_alerts_and_disables_nothing(
     assert await rig.queue.depth() == 0  # not retried: a configuration fix is needed, not a retry
 
 
-async def test_rejected_is_recorded_not_retried(clock: StepClock) -> None:
+async def test_rejected_is_recorded_not_retried(clock: ManualClock) -> None:
     rig = Rig(clock, {"f1": Result(Outcome.rejected, "INVALID_ARGUMENT: payload", status=400)})
     await rig.run(push_job())
     assert rig.outcomes()["d-fcm-1"].startswith("rejected:")
     assert await rig.queue.depth() == 0 and rig.store.disabled == []
 
 
-async def test_missing_and_unconfigured_providers_are_skipped(clock: StepClock) -> None:
+async def test_missing_and_unconfigured_providers_are_skipped(clock: ManualClock) -> None:
     rig = Rig(clock)
     del rig.providers["webpush"]
     rig.providers["fcm"]._configured = False
@@ -157,7 +157,7 @@ async def test_missing_and_unconfigured_providers_are_skipped(clock: StepClock) 
     assert await rig.queue.depth() == 0
 
 
-async def test_a_provider_that_raises_does_not_crash_the_worker(clock: StepClock) -> None:
+async def test_a_provider_that_raises_does_not_crash_the_worker(clock: ManualClock) -> None:
     async def boom(target: Target) -> Result:
         raise RuntimeError("surprise")
 
@@ -168,7 +168,7 @@ async def test_a_provider_that_raises_does_not_crash_the_worker(clock: StepClock
     assert sum(1 for r in rig.log.rows if r.outcome == "delivered") == 6
 
 
-async def test_a_hanging_provider_times_out_without_stalling_the_others(clock: StepClock) -> None:
+async def test_a_hanging_provider_times_out_without_stalling_the_others(clock: ManualClock) -> None:
     async def hang(target: Target) -> Result:
         await asyncio.sleep(3600)
         raise AssertionError("unreachable")
@@ -183,7 +183,7 @@ async def test_a_hanging_provider_times_out_without_stalling_the_others(clock: S
     assert delivered == ["d-apns-2", "d-fcm-1", "d-web-1"]
 
 
-async def test_concurrency_per_provider_is_bounded(clock: StepClock) -> None:
+async def test_concurrency_per_provider_is_bounded(clock: ManualClock) -> None:
     async def slow(target: Target) -> Result:
         await asyncio.sleep(0.01)
         return Result(Outcome.delivered)
@@ -197,7 +197,7 @@ async def test_concurrency_per_provider_is_bounded(clock: StepClock) -> None:
     assert rig.providers["apns"].max_active == 3  # shared by the 4 concurrent jobs
 
 
-async def test_retry_skips_devices_disabled_meanwhile(clock: StepClock) -> None:
+async def test_retry_skips_devices_disabled_meanwhile(clock: ManualClock) -> None:
     rig = Rig(clock)
     await rig.store.disable("apns", "a1", "Unregistered")
     await rig.run(push_job(device_ids=("d-apns-1", "d-apns-2", "gone"), attempt=2))
@@ -205,7 +205,7 @@ async def test_retry_skips_devices_disabled_meanwhile(clock: StepClock) -> None:
     assert rig.log.rows[0].attempt == 2
 
 
-async def test_device_lookup_failure_retries_the_whole_job(clock: StepClock) -> None:
+async def test_device_lookup_failure_retries_the_whole_job(clock: ManualClock) -> None:
     rig = Rig(clock)
     rig.store.fail_lookups = 1
     await rig.run(push_job())
@@ -215,14 +215,14 @@ async def test_device_lookup_failure_retries_the_whole_job(clock: StepClock) -> 
     assert len(rig.log.rows) == 4 and {r.attempt for r in rig.log.rows} == {2}
 
 
-async def test_nobody_to_push_to_is_logged_once(clock: StepClock) -> None:
+async def test_nobody_to_push_to_is_logged_once(clock: ManualClock) -> None:
     rig = Rig(clock)
     await rig.run(push_job(("nobody",)))
     [row] = rig.log.rows
     assert (row.device_id, row.outcome, row.reason) == (None, "skipped", "no_active_devices")
 
 
-async def test_invalid_spec_is_dead_lettered(clock: StepClock) -> None:
+async def test_invalid_spec_is_dead_lettered(clock: ManualClock) -> None:
     rig = Rig(clock)
     bad = PushJob("ev-x", "t", {"users": ["u1"]}, {"mode": "loud"}, {})
     await rig.run(bad)
@@ -230,7 +230,7 @@ async def test_invalid_spec_is_dead_lettered(clock: StepClock) -> None:
     assert dead.reason.startswith("invalid push spec")
 
 
-async def test_mark_used_is_chunked_under_driver_parameter_limits(clock: StepClock) -> None:
+async def test_mark_used_is_chunked_under_driver_parameter_limits(clock: ManualClock) -> None:
     many = [FakeDevice(f"d{i}", "u9", "apns", f"t{i}") for i in range(12_000)]
     rig = Rig(clock, concurrency=64)
     rig.store = FakeStore(many)
@@ -240,7 +240,7 @@ async def test_mark_used_is_chunked_under_driver_parameter_limits(clock: StepClo
     assert len(rig.log.batches) == 1 and len(rig.log.rows) == 12_000
 
 
-async def test_dead_token_is_disabled_only_if_not_registered_again_since_the_send(clock: StepClock) -> None:
+async def test_dead_token_is_disabled_only_if_not_registered_again_since_the_send(clock: ManualClock) -> None:
     rig = Rig(clock, {"a2": Result(Outcome.dead_token, "Unregistered", status=410)})
     before = clock()
     await rig.run(push_job())

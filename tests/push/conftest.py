@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from push_helpers import KEY_ID, TEAM_ID, TOPIC, Clock
+from push_helpers import KEY_ID, TEAM_ID, TOPIC
 
+from support import ManualClock
 from tidings.push._http import make_client
 from tidings.push.apns import ApnsProvider
 from tidings.push.fcm import FcmProvider
@@ -17,11 +18,6 @@ from tidings.push.webpush import WebPushProvider
 from tidings.sandbox.apns import ApnsSandbox
 from tidings.sandbox.fcm import FcmSandbox
 from tidings.sandbox.webpush import WebPushSandbox
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +33,9 @@ def apns_pem(apns_key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 @pytest.fixture
-async def apns_sandbox(apns_key: ec.EllipticCurvePrivateKey, clock: Clock) -> AsyncIterator[ApnsSandbox]:
+async def apns_sandbox(
+    apns_key: ec.EllipticCurvePrivateKey, clock: ManualClock
+) -> AsyncIterator[ApnsSandbox]:
     async with ApnsSandbox(
         key_id=KEY_ID,
         team_id=TEAM_ID,
@@ -50,7 +48,7 @@ async def apns_sandbox(apns_key: ec.EllipticCurvePrivateKey, clock: Clock) -> As
 
 @pytest.fixture(params=["h2client", "httpx"])
 async def apns(
-    request: pytest.FixtureRequest, apns_sandbox: ApnsSandbox, apns_pem: bytes, clock: Clock
+    request: pytest.FixtureRequest, apns_sandbox: ApnsSandbox, apns_pem: bytes, clock: ManualClock
 ) -> AsyncIterator[ApnsProvider]:
     """The provider on its own HTTP/2 client, and on an injected httpx client: both must behave the same."""
     client = make_client(http2_only=True, timeout=2.0, transport=None) if request.param == "httpx" else None
@@ -69,14 +67,14 @@ async def apns(
 
 
 @pytest.fixture
-async def fcm_sandbox(clock: Clock) -> AsyncIterator[FcmSandbox]:
+async def fcm_sandbox(clock: ManualClock) -> AsyncIterator[FcmSandbox]:
     async with FcmSandbox(project_id="demo-project", clock=clock) as sandbox:
         yield sandbox
 
 
 @pytest.fixture(params=["h2c", "http1"])
 async def fcm(
-    request: pytest.FixtureRequest, fcm_sandbox: FcmSandbox, clock: Clock
+    request: pytest.FixtureRequest, fcm_sandbox: FcmSandbox, clock: ManualClock
 ) -> AsyncIterator[FcmProvider]:
     """The provider against FCM over HTTP/2, and against an HTTP/1.1-only host (it falls back)."""
     provider = FcmProvider(
@@ -96,13 +94,13 @@ def vapid_key() -> VapidKey:
 
 
 @pytest.fixture
-async def webpush_sandbox(clock: Clock) -> AsyncIterator[WebPushSandbox]:
+async def webpush_sandbox(clock: ManualClock) -> AsyncIterator[WebPushSandbox]:
     async with WebPushSandbox(clock=clock) as sandbox:
         yield sandbox
 
 
 @pytest.fixture
-async def webpush(vapid_key: VapidKey, clock: Clock) -> AsyncIterator[WebPushProvider]:
+async def webpush(vapid_key: VapidKey, clock: ManualClock) -> AsyncIterator[WebPushProvider]:
     provider = WebPushProvider(
         vapid_key=vapid_key,
         subject="mailto:ops@example.com",

@@ -8,8 +8,9 @@ import uuid
 
 import httpx
 import pytest
-from push_helpers import DEVICE, KEY_ID, TEAM_ID, TOPIC, Clock, note
+from push_helpers import DEVICE, KEY_ID, TEAM_ID, TOPIC, note
 
+from support import ManualClock
 from tidings.push.apns import ApnsProvider, apns_id
 from tidings.push.base import Outcome, Target
 from tidings.sandbox.apns import ApnsSandbox
@@ -48,7 +49,7 @@ async def test_silent_push_is_exactly_content_available_background_priority_5(
 
 
 async def test_alert_push_headers_and_payload(
-    apns: ApnsProvider, apns_sandbox: ApnsSandbox, clock: Clock
+    apns: ApnsProvider, apns_sandbox: ApnsSandbox, clock: ManualClock
 ) -> None:
     spec = {
         "mode": "alert",
@@ -135,7 +136,7 @@ async def test_sandbox_validates_token_format_and_topic_for_real(apns: ApnsProvi
 
 
 async def test_provider_token_is_shared_and_refreshed_after_40_minutes(
-    apns: ApnsProvider, apns_sandbox: ApnsSandbox, clock: Clock
+    apns: ApnsProvider, apns_sandbox: ApnsSandbox, clock: ManualClock
 ) -> None:
     prepared = apns.prepare(note())
     for i in range(5):

@@ -6,8 +6,9 @@ import time
 
 import httpx
 import pytest
-from push_helpers import Clock, note
+from push_helpers import note
 
+from support import ManualClock
 from tidings.push.base import Outcome, Target
 from tidings.push.fcm import FcmProvider
 from tidings.sandbox.fcm import FcmSandbox
@@ -44,7 +45,7 @@ async def test_silent_message_shape(fcm: FcmProvider, fcm_sandbox: FcmSandbox) -
     }
 
 
-async def test_alert_message_shape(fcm: FcmProvider, fcm_sandbox: FcmSandbox, clock: Clock) -> None:
+async def test_alert_message_shape(fcm: FcmProvider, fcm_sandbox: FcmSandbox, clock: ManualClock) -> None:
     spec = {
         "mode": "alert",
         "title": "T",
@@ -78,7 +79,7 @@ async def test_alert_message_shape(fcm: FcmProvider, fcm_sandbox: FcmSandbox, cl
 
 
 async def test_access_token_is_cached_until_near_expiry(
-    fcm: FcmProvider, fcm_sandbox: FcmSandbox, clock: Clock
+    fcm: FcmProvider, fcm_sandbox: FcmSandbox, clock: ManualClock
 ) -> None:
     prepared = fcm.prepare(note())
     for _ in range(3):

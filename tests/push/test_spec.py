@@ -6,9 +6,9 @@ import pytest
 from push_helpers import note
 from pydantic import ValidationError
 
+from tidings.events import PushSpec
 from tidings.push import payloads
 from tidings.push._http import parse_retry_after
-from tidings.events import PushSpec
 from tidings.push.payloads import ensure_push_fits
 
 

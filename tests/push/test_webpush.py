@@ -7,8 +7,9 @@ import time
 import httpx
 import orjson
 import pytest
-from push_helpers import Clock, note
+from push_helpers import note
 
+from support import ManualClock
 from tidings.push.base import Outcome, Target
 from tidings.push.vapid import VapidKey
 from tidings.push.webpush import WebPushProvider
@@ -60,7 +61,7 @@ async def test_alert_carries_notification_and_headers(
 
 
 async def test_vapid_jwt_is_signed_once_per_origin_and_renewed(
-    webpush: WebPushProvider, webpush_sandbox: WebPushSandbox, clock: Clock
+    webpush: WebPushProvider, webpush_sandbox: WebPushSandbox, clock: ManualClock
 ) -> None:
     prepared = webpush.prepare(note())
     targets = [await subscribe(webpush_sandbox) for _ in range(3)]

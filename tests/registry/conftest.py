@@ -11,7 +11,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from registry.helpers import FakeClock
+from registry.helpers import T0
+from support import ManualClock
 from tidings.api import devices as devices_api
 from tidings.config import Settings
 from tidings.hub import Hub
@@ -19,12 +20,12 @@ from tidings.registry.store import DeviceStore
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock(frozen_at=T0)
 
 
 @pytest.fixture
-def store(engine: AsyncEngine, clock: FakeClock) -> DeviceStore:
+def store(engine: AsyncEngine, clock: ManualClock) -> DeviceStore:
     return DeviceStore(engine, clock=clock, ttl_days=90)
 
 
@@ -64,7 +65,7 @@ def make_app(hub: Hub) -> FastAPI:
 
 
 @pytest.fixture
-async def api(migrated_url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Api]:
+async def api(migrated_url: str, tmp_path: Path, clock: ManualClock) -> AsyncIterator[Api]:
     settings = hub_settings(
         data_dir=tmp_path,
         database_url=migrated_url,

@@ -14,17 +14,6 @@ from tidings.registry.validation import DeviceIn
 T0 = 1_800_000_000.0  # a fixed epoch second; tests move time from here
 
 
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 
 from registry.conftest import RATE_PER_MINUTE, Api, hub_settings, make_app
-from registry.helpers import FakeClock, apns_body, fcm_body, p256dh, webpush_body
+from registry.helpers import apns_body, fcm_body, p256dh, webpush_body
+from support import ManualClock
 from tidings.hub import Hub
 
 
@@ -19,7 +20,7 @@ def error(resp: httpx.Response) -> tuple[int, str, str | None]:
     return resp.status_code, body["error"], body.get("field")
 
 
-async def test_register_201_then_200_and_alias_route(api: Api, clock: FakeClock) -> None:
+async def test_register_201_then_200_and_alias_route(api: Api, clock: ManualClock) -> None:
     body = apns_body(name="Ana's iPhone", locale="en-GB", timezone="Europe/London")
     first = await api.register("ana", body)
     assert first.status_code == 201, first.text
@@ -122,7 +123,7 @@ async def test_admin_listing_pages_and_requires_admin(api: Api) -> None:
     assert error(too_many) == (422, "validation_error", "limit")
 
 
-async def test_registration_is_rate_limited_per_user(api: Api, clock: FakeClock) -> None:
+async def test_registration_is_rate_limited_per_user(api: Api, clock: ManualClock) -> None:
     for _ in range(RATE_PER_MINUTE):
         assert (await api.register("ana", fcm_body())).status_code == 201
     refused = await api.register("ana", fcm_body())
@@ -211,7 +212,7 @@ async def test_50_concurrent_http_registrations_of_one_token(api: Api) -> None:
     )
 
 
-async def test_unreachable_database_is_503_with_retry_after(tmp_path: Path, clock: FakeClock) -> None:
+async def test_unreachable_database_is_503_with_retry_after(tmp_path: Path, clock: ManualClock) -> None:
     settings = hub_settings(data_dir=tmp_path, database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none")
     hub = Hub(settings, clock=clock)
     await hub.start()
@@ -227,7 +228,9 @@ async def test_unreachable_database_is_503_with_retry_after(tmp_path: Path, cloc
         await hub.stop()
 
 
-async def test_topics_follow_the_hubs_topic_rule(migrated_url: str, tmp_path: Path, clock: FakeClock) -> None:
+async def test_topics_follow_the_hubs_topic_rule(
+    migrated_url: str, tmp_path: Path, clock: ManualClock
+) -> None:
     settings = hub_settings(data_dir=tmp_path, database_url=migrated_url)
     rule = lambda principal, topic: not topic.startswith("private/")  # noqa: E731
     hub = Hub(settings, clock=clock, topic_access=rule)

@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from registry.helpers import FakeClock, apns_body, device_in
+from registry.helpers import T0, apns_body, device_in
+from support import ManualClock
 from tidings.registry.ratelimit import RateLimited, RegistrationLimiter
 from tidings.registry.retire import run_pruner
 from tidings.registry.store import DeviceStore
@@ -16,7 +17,7 @@ DAY = 86_400.0
 
 
 async def test_pruner_runs_until_stopped_and_logs_the_count(
-    store: DeviceStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    store: DeviceStore, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     await store.register("ana", device_in(apns_body()))
     await store.register("bob", device_in(apns_body()))
@@ -65,7 +66,7 @@ async def test_pruner_survives_a_failing_round(
 
 
 def test_limiter_allows_a_burst_then_refills_at_the_steady_rate() -> None:
-    clock = FakeClock()
+    clock = ManualClock(frozen_at=T0)
     limiter = RegistrationLimiter(30, clock=clock)
     assert all(limiter.check("ana") is None for _ in range(30))
     assert limiter.check("ana") == RateLimited(retry_after=2)  # 30/min = one every 2 s
@@ -80,12 +81,12 @@ def test_limiter_allows_a_burst_then_refills_at_the_steady_rate() -> None:
 
 
 def test_limiter_zero_means_unlimited() -> None:
-    limiter = RegistrationLimiter(0, clock=FakeClock())
+    limiter = RegistrationLimiter(0, clock=ManualClock(frozen_at=T0))
     assert all(limiter.check("ana") is None for _ in range(1000))
 
 
 def test_limiter_memory_is_bounded_and_keeps_active_users() -> None:
-    clock = FakeClock()
+    clock = ManualClock(frozen_at=T0)
     limiter = RegistrationLimiter(2, clock=clock, max_users=100)
     limiter.check("busy")
     limiter.check("busy")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 
-from registry.helpers import FakeClock, apns_body, device_in, fcm_body, webpush_body
+from registry.helpers import apns_body, device_in, fcm_body, webpush_body
+from support import ManualClock
 from tidings.registry.store import DeviceStore
 
 DAY = 86_400.0
 
 
-async def test_register_creates_then_updates_same_row(store: DeviceStore, clock: FakeClock) -> None:
+async def test_register_creates_then_updates_same_row(store: DeviceStore, clock: ManualClock) -> None:
     body = apns_body(name="Ana's iPhone")
     first, created = await store.register("ana", device_in(body))
     assert created
@@ -111,7 +112,7 @@ async def test_disable_is_reported_once(store: DeviceStore) -> None:
     assert device.disabled_reason == "410 Gone" and not device.active
 
 
-async def test_disable_spares_a_device_registered_again_since(store: DeviceStore, clock: FakeClock) -> None:
+async def test_disable_spares_a_device_registered_again_since(store: DeviceStore, clock: ManualClock) -> None:
     body = apns_body()
     await store.register("ana", device_in(body))
     sent_at = clock()
@@ -121,7 +122,7 @@ async def test_disable_spares_a_device_registered_again_since(store: DeviceStore
     assert await store.disable("apns", body["token"], "Unregistered", seen_before=clock())
 
 
-async def test_mark_used_updates_many_in_one_call(store: DeviceStore, clock: FakeClock) -> None:
+async def test_mark_used_updates_many_in_one_call(store: DeviceStore, clock: ManualClock) -> None:
     devices = [(await store.register("ana", device_in(fcm_body())))[0] for _ in range(3)]
     clock.advance(5)
     await store.mark_used([d.id for d in devices[:2]])
@@ -131,7 +132,7 @@ async def test_mark_used_updates_many_in_one_call(store: DeviceStore, clock: Fak
     assert used[devices[2].id] is None
 
 
-async def test_prune_removes_stale_and_long_disabled(store: DeviceStore, clock: FakeClock) -> None:
+async def test_prune_removes_stale_and_long_disabled(store: DeviceStore, clock: ManualClock) -> None:
     await store.register("ana", device_in(apns_body()), topics=["t"])  # goes stale
     dead, _ = await store.register("ana", device_in(fcm_body()))
     await store.disable(dead.provider, dead.token, "Unregistered")
@@ -148,7 +149,7 @@ async def test_prune_removes_stale_and_long_disabled(store: DeviceStore, clock: 
     assert (await store.prune()).total == 0
 
 
-async def test_prune_counts_each_row_once(store: DeviceStore, clock: FakeClock) -> None:
+async def test_prune_counts_each_row_once(store: DeviceStore, clock: ManualClock) -> None:
     await store.register("ana", device_in(apns_body()))
     dead, _ = await store.register("ana", device_in(fcm_body()))
     await store.disable(dead.provider, dead.token, "Unregistered")

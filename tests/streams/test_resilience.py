@@ -13,9 +13,8 @@ import httpx
 import jwt
 import pytest
 
-from support import PLAIN_PROTOCOL, PUBLISH_KEY, TIDINGS_PROTOCOL, InProcessServer, open_stream
+from support import PLAIN_PROTOCOL, PUBLISH_KEY, TIDINGS_PROTOCOL, InProcessServer, app_of, open_stream
 from tidings import Hub
-from tidings.server.app import create_app
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -41,7 +40,7 @@ async def test_a_slow_reader_is_cut_off_while_fast_readers_get_everything(
     hub = Hub(
         make_settings(stream_buffer_bytes=limit, stream_buffer_events=10_000, max_data_bytes=65536),
     )
-    async with InProcessServer(create_app(hub, handle_signals=False), http=protocol) as server:
+    async with InProcessServer(app_of(hub), http=protocol) as server:
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, and it never reads
         slow.connect(("127.0.0.1", server.port))
@@ -88,7 +87,7 @@ async def test_an_idle_stream_is_closed_but_keepalives_flow_until_then(
 ) -> None:
     hub = Hub(make_settings(stream_idle_timeout=1.5, keepalive_seconds=0.5))
     async with (
-        InProcessServer(create_app(hub, handle_signals=False)) as server,
+        InProcessServer(app_of(hub)) as server,
         open_stream(server.url, token=token()) as stream,
     ):
         frames = []
@@ -127,8 +126,8 @@ async def test_revocation_reaches_streams_on_every_process_within_a_second(
     hub_a = Hub(make_settings(**redis_settings))
     hub_b = Hub(make_settings(**redis_settings))
     async with (
-        InProcessServer(create_app(hub_a, handle_signals=False)) as a,
-        InProcessServer(create_app(hub_b, handle_signals=False)),
+        InProcessServer(app_of(hub_a)) as a,
+        InProcessServer(app_of(hub_b)),
     ):
         async with open_stream(a.url, token=token("alice")) as stream:
             started = time.monotonic()
@@ -200,7 +199,7 @@ async def test_readyz_needs_a_live_worker_when_workers_are_separate_processes(
 ) -> None:
     hub = Hub(make_settings(**redis_settings))
     async with (
-        InProcessServer(create_app(hub, handle_signals=False)) as server,
+        InProcessServer(app_of(hub)) as server,
         httpx.AsyncClient(base_url=server.url) as client,
     ):
         idle = await client.get("/readyz")

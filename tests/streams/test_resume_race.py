@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from support import InProcessServer, open_stream
+from support import InProcessServer, app_of, open_stream
 from tidings import Hub
-from tidings.server.app import create_app
 
 
 async def publish_continuously(hub: Hub, published: list[str], stop: asyncio.Event) -> None:
@@ -50,7 +49,7 @@ async def test_resume_races_publishes_across_two_processes(
     hub_a = Hub(make_settings(**redis_settings))
     hub_b = Hub(make_settings(**redis_settings))
     async with (
-        InProcessServer(create_app(hub_a, handle_signals=False)) as a,
-        InProcessServer(create_app(hub_b, handle_signals=False)) as b,
+        InProcessServer(app_of(hub_a)) as a,
+        InProcessServer(app_of(hub_b)) as b,
     ):
         await resume_under_fire(hub_a, a.url, b.url, token("alice"))

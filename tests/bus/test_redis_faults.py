@@ -13,10 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from support import require
-from support import PUBLISH_KEY, InProcessServer, free_port, open_stream
+from support import PUBLISH_KEY, InProcessServer, app_of, free_port, open_stream, require
 from tidings import Hub
-from tidings.server.app import create_app
 
 
 class RedisServer:
@@ -78,7 +76,7 @@ async def test_a_redis_restart_costs_no_accepted_event(
     auth = {"Authorization": f"Bearer {PUBLISH_KEY}"}
     event = {"type": "order.created", "data": {}, "to": {"users": ["alice"]}}
     async with (
-        InProcessServer(create_app(hub, handle_signals=False)) as server,
+        InProcessServer(app_of(hub)) as server,
         open_stream(server.url, token=token()) as stream,
         httpx.AsyncClient(base_url=server.url, headers=auth, timeout=10) as client,
     ):

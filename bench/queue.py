@@ -1,4 +1,4 @@
-"""Queue and worker throughput on this machine (not a test): `PYTHONPATH=src:tests python -m delivery.bench_queue`.
+"""Queue and worker throughput on this machine (not a test): `.venv/bin/python -m bench.queue`.
 
 Measures, for the memory and Redis Streams queues: enqueue rate, reserve+ack rate (batches of 50), and jobs/s
 through a Worker whose one provider answers at once (so the number is the queue + worker overhead per job, one
@@ -12,9 +12,9 @@ import time
 import uuid
 
 from redis.asyncio import Redis
+from tests.delivery.fakes import FakeDevice, FakeLog, FakeProvider, FakeStore
+from tests.support import REDIS_URL, drop_prefix
 
-from delivery.conftest import REDIS_URL, drop_prefix
-from delivery.fakes import FakeDevice, FakeLog, FakeProvider, FakeStore
 from tidings.delivery.queue import PushJob, Queue, QueueOptions
 from tidings.delivery.queue.memory import MemoryQueue
 from tidings.delivery.queue.redis import RedisQueue

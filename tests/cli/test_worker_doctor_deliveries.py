@@ -1,4 +1,4 @@
-"""The in-process worker (embedded mode), `tidings doctor` and `tidings deliveries`, on real parts."""
+"""`tidings worker`, `tidings doctor` and `tidings deliveries`, on real parts."""
 
 from __future__ import annotations
 
@@ -12,61 +12,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from typer.testing import CliRunner
 
+from delivery.sandbox_rig import ApnsRig, apns_rig, apns_settings, order_job
+from support import REDIS_URL, ManualClock, redis_or_skip
 from tidings.cli import deliveries as deliveries_cli
 from tidings.cli import doctor as doctor_cli
 from tidings.config import Settings
 from tidings.delivery.log import DeliveryRecord
-from tidings.delivery.queue import QueueOptions
-from tidings.delivery.queue.memory import MemoryQueue
 from tidings.push.vapid import VapidKey
-from tidings.runtime import Runtime
-
-from .conftest import REDIS_URL, StepClock, redis_or_skip
-from .sandbox_rig import KEY_ID, TEAM_ID, TOPIC, ApnsRig, apns_rig, order_job
 
 
 @pytest.fixture
-async def rig(tmp_path: Path, clock: StepClock) -> AsyncIterator[ApnsRig]:
+async def rig(tmp_path: Path, clock: ManualClock) -> AsyncIterator[ApnsRig]:
     async with apns_rig(tmp_path, clock) as r:
         yield r
-
-
-def apns_settings(rig: ApnsRig, tmp_path: Path, **extra: object) -> Settings:
-    key = tmp_path / "AuthKey.p8"
-    key.write_bytes(rig.key_pem)
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        data_dir=tmp_path,
-        database_url=rig.database_url,
-        apns_key_path=key,
-        apns_key_id=KEY_ID,
-        apns_team_id=TEAM_ID,
-        apns_topic=TOPIC,
-        apns_url=rig.sandbox.url,
-        **extra,
-    )
-
-
-async def test_in_process_worker_delivers_and_stops(rig: ApnsRig, tmp_path: Path, clock: StepClock) -> None:
-    phone = await rig.register("u1")
-    queue = MemoryQueue(QueueOptions(clock=clock))
-    runtime = await Runtime.open(apns_settings(rig, tmp_path), queue=queue, devices=rig.store, clock=clock)
-    runtime.start_background()  # what the hub does in embedded mode
-    running = runtime.worker
-    assert running is not None
-    try:
-        await queue.enqueue(order_job(["u1"]))
-        async with asyncio.timeout(10):
-            while not await rig.log.query(event_id="ev-1"):
-                await asyncio.sleep(0.02)
-    finally:
-        async with asyncio.timeout(5):
-            await runtime.close()
-    assert running.task.done() and runtime.worker is None
-    [row] = await rig.log.query(event_id="ev-1")
-    assert (row.device_id, row.outcome) == (phone.id, "delivered")
-    assert "j_complete=1" in repr(running.worker)
-    assert await rig.store.list_for_user("u1")  # an injected store's engine is not disposed by the runtime
 
 
 def write_fcm_key(path: Path) -> None:
@@ -162,9 +120,8 @@ async def test_deliveries_cli_shows_an_events_log(rig: ApnsRig, tmp_path: Path) 
 
 
 async def test_deliveries_cli_lists_dead_letters_on_redis(tmp_path: Path, redis_prefix: str) -> None:
+    from support import drop_prefix
     from tidings.delivery.queue.redis import RedisQueue
-
-    from .conftest import drop_prefix
 
     client = await redis_or_skip()
     queue = RedisQueue(REDIS_URL, prefix=redis_prefix)

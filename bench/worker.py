@@ -1,6 +1,6 @@
 """Push throughput of one `tidings worker` process, real parts end to end (not a test):
 
-    PYTHONPATH=src:tests python -m delivery.bench_worker [devices]
+    .venv/bin/python -m bench.worker [devices]
 
 `tidings sandbox` runs in its own process on CPU 0, `tidings worker` on CPU 1 (started first: steady state,
 not start-up); Redis Streams queue, SQLite registry and delivery log. Two workloads: one event to N APNs
