@@ -6,14 +6,15 @@ TidingsError
 ├── InvalidEvent         a published event that fails validation; `errors` names each field (→ 422)
 ├── BusUnavailable       the broker cannot take or carry events right now (→ 503)
 │   └── PushNotQueued    the streams got the events, their push jobs could not be queued (→ 503, ids named)
+├── StoreUnavailable     the database is busy, unreachable, or dropped the connection (→ 503)
 ├── NotStarted           a hub used outside its lifespan
 ├── PolicyViolation      input that is well-formed but not allowed (a device endpoint off the allow-list, ...)
 ├── SchemaNotReady       the database is not at the newest migration
 └── ApiError             an HTTP answer: status, machine code, message, the offending field. Raised only by the
                          HTTP layer (`api/`); the core raises the errors above and `api/errors.py` maps them.
 
-Foreign errors (Redis, sockets) become ours through `map_exceptions` / `redis_errors`, never through a
-hand-written `except` block per call site.
+Foreign errors (Redis, sockets, the database driver) become ours through `map_exceptions`, `redis_errors` and
+`database_errors`, never through a hand-written `except` block per call site.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class PushNotQueued(BusUnavailable):
             f"events {', '.join(event_ids)} reached the streams, but their push jobs could not be queued"
         )
         self.event_ids = event_ids
+
+
+class StoreUnavailable(TidingsError):
+    """The database cannot answer now (busy, unreachable, connection lost); answer 503 and let the client retry."""
 
 
 class NotStarted(TidingsError):
@@ -153,3 +158,20 @@ _BROKER_ERRORS: Mapping[ForeignErrors, type[TidingsError]] = {(RedisError, OSErr
 def redis_errors(what: str = "redis unavailable") -> AbstractContextManager[None]:
     """`with redis_errors(): await client.xadd(...)` — a Redis or socket failure becomes BusUnavailable."""
     return map_exceptions(_BROKER_ERRORS, what)
+
+
+@contextmanager
+def database_errors(what: str = "the database is busy or unreachable") -> Iterator[None]:
+    """`with database_errors(): await store.register(...)` — an outage becomes StoreUnavailable (a 503), while a
+    query the database refuses for its own reasons stays what it is (a bug to see, not an outage to retry)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    try:
+        yield
+    except (OperationalError, PoolTimeout, OSError) as exc:
+        raise StoreUnavailable(f"{what}: {exc}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StoreUnavailable(f"{what}: the connection was lost") from exc
+        raise

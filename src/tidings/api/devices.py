@@ -10,19 +10,15 @@ Deliberate choices:
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Query
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import ApiError, validation_details
+from ..errors import ApiError, database_errors, validation_details
 from ..hub import Hub
 from ..push.endpoints import EndpointPolicy
 from ..registry.ratelimit import RegistrationLimiter
@@ -93,20 +89,6 @@ def _state(hub: Hub) -> _PerHub:
     return state
 
 
-@asynccontextmanager
-async def _database() -> AsyncIterator[None]:
-    try:
-        yield
-    except (OperationalError, PoolTimeout, OSError) as exc:
-        raise ApiError(503, "unavailable", "the device registry is busy or unreachable; retry",
-                       headers={"Retry-After": "1"}) from exc  # fmt: skip
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise ApiError(503, "unavailable", "the device registry connection was lost; retry",
-                           headers={"Retry-After": "1"}) from exc  # fmt: skip
-        raise
-
-
 async def _parse(request: Request, hub: Hub) -> DeviceIn | Response:
     body: Any = await read_json(request, limit=MAX_BODY_BYTES)
     try:
@@ -173,7 +155,7 @@ async def register_device(request: Request, hub: HubDep, user: UserDep, response
     for topic in parsed.topics:
         if not await hub.may_read_topic(user, topic):
             raise ApiError(403, "forbidden", f"you may not subscribe to topic {topic!r}", field="topics")
-    async with _database():
+    with database_errors():
         device, created = await hub.devices.register(user.user_id, parsed, roles=user.roles)
     response.status_code = 201 if created else 200
     return DeviceOut.of(device)
@@ -181,7 +163,7 @@ async def register_device(request: Request, hub: HubDep, user: UserDep, response
 
 @router.get("/v1/devices", summary="The caller's devices")
 async def list_devices(hub: HubDep, user: UserDep) -> DeviceList:
-    async with _database():
+    with database_errors():
         devices = await hub.devices.list_for_user(user.user_id)
     return DeviceList(devices=[DeviceOut.of(d) for d in devices])
 
@@ -190,7 +172,7 @@ async def list_devices(hub: HubDep, user: UserDep) -> DeviceList:
 async def remove_device(device_id: str, hub: HubDep, user: UserDep) -> Response:
     removed = False
     if len(device_id) == 32 and all(c in "0123456789abcdef" for c in device_id):
-        async with _database():
+        with database_errors():
             removed = await hub.devices.remove(user.user_id, device_id=device_id)
     return _removed(removed)
 
@@ -199,7 +181,7 @@ async def remove_device(device_id: str, hub: HubDep, user: UserDep) -> Response:
 async def remove_device_by_token(
     hub: HubDep, user: UserDep, token: Annotated[str, Query(min_length=1, max_length=4096)]
 ) -> Response:
-    async with _database():
+    with database_errors():
         removed = await hub.devices.remove(user.user_id, token=token)
     return _removed(removed)
 
@@ -218,6 +200,6 @@ async def admin_list_devices(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(pattern=DEVICE_ID, description="a page's next_cursor")] = None,
 ) -> DevicePage:
-    async with _database():
+    with database_errors():
         devices, next_cursor = await hub.devices.admin_list(user_id=user_id, limit=limit, cursor=cursor)
     return DevicePage(devices=[DeviceOut.of(d) for d in devices], next_cursor=next_cursor)

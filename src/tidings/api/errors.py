@@ -26,6 +26,7 @@ from ..errors import (
     NotStarted,
     PolicyViolation,
     PushNotQueued,
+    StoreUnavailable,
     TidingsError,
     validation_details,
 )
@@ -61,6 +62,8 @@ def as_api_error(exc: TidingsError) -> ApiError:
         return ApiError(503, "push_unavailable", str(exc), headers=RETRY_SOON)
     if isinstance(exc, BusUnavailable):
         return ApiError(503, "unavailable", "the event bus is unavailable; retry", headers=RETRY_SOON)
+    if isinstance(exc, StoreUnavailable):
+        return ApiError(503, "unavailable", "the database is busy or unreachable; retry", headers=RETRY_SOON)
     if isinstance(exc, NotStarted):
         return ApiError(503, "not_started", str(exc), headers=RETRY_SOON)
     return ApiError(500, "internal_error", "an internal error occurred")
