@@ -142,3 +142,15 @@ def _shape(value: object) -> object:
     if isinstance(value, list):
         return "list"  # element shapes are checked where a list is known to be non-empty
     return type(value).__name__
+
+
+def test_every_element_the_script_uses_is_in_the_page() -> None:
+    """No browser here: at least a mistyped element id cannot slip through (it would throw on first use)."""
+    script = (STATIC / "dashboard.js").read_text()
+    page = (STATIC / "index.html").read_text()
+    used = set(re.findall(r"""\$\("([A-Za-z0-9_-]+)"\)""", script))
+    present = set(re.findall(r"""\bid="([A-Za-z0-9_-]+)\"""", page))
+    assert len(used) > 25
+    assert used <= present, used - present
+    for name in re.findall(r"form\.elements\.([A-Za-z_]+)", script):
+        assert f'name="{name}"' in page, name
