@@ -620,8 +620,9 @@ class SharedLink {
     const name = `tidings:${options.sharedKey}`;
     this.channel = new env.BroadcastChannel(name);
     this.channel.onmessage = (message) => this._message(message.data);
+    this.useLocks = !!env.locks;
     this._post({ t: "hello" });
-    if (env.locks) this._electWithLocks(name);
+    if (this.useLocks) this._electWithLocks(name);
     else this._electWithHeartbeats();
   }
 
@@ -639,7 +640,12 @@ class SharedLink {
           this._lead();
         });
       })
-      .catch(() => {}); // aborted by close()
+      .catch(() => {
+        // aborted by close(), or Web Locks refused (e.g. a sandboxed frame): then elect by heartbeats
+        if (this.closed || this.role === "leader") return;
+        this.useLocks = false;
+        this._electWithHeartbeats();
+      });
   }
 
   _lead() {
@@ -699,7 +705,7 @@ class SharedLink {
         if (this.stream) this.stream.wake();
         break;
       case "bye":
-        if (m.from === this.leaderId && !this.o.locksAvailable) this._elect();
+        if (m.from === this.leaderId && !this.useLocks) this._elect();
         break;
       case "claim":
         this._claim(m.from);
@@ -740,7 +746,7 @@ class SharedLink {
 
   _beat(from) {
     this.lastBeat = this.env.now();
-    if (this.o.locksAvailable) {
+    if (this.useLocks) {
       this.leaderId = from;
       return;
     }
@@ -817,7 +823,6 @@ export function connect(options) {
     backoff: { ...BACKOFF, ...(options.backoff ?? {}) },
     refreshBeforeExpiryMs: options.refreshBeforeExpiryMs ?? REFRESH_BEFORE_EXPIRY_MS,
     sharedKey: options.sharedKey ?? `${new URL(options.url, env.baseURI).href}|${[...topics].sort().join(",")}`,
-    locksAvailable: !!env.locks,
   };
 
   const recent = new RecentIds();

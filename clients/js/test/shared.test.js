@@ -11,9 +11,10 @@ function browser({ withLocks = true, retry = 500 } = {}) {
   const net = new BroadcastNet();
   const locks = new LockNet();
   let n = 0;
-  const open = (extra) => {
+  const open = (extra, { locks: lockOverride } = {}) => {
     n += 1;
     const tab = makeTab({ clock, server, net, locks, withLocks, random: seeded(100 + n), name: `tab${n}` });
+    if (lockOverride) tab.env.locks = lockOverride;
     tab.handle = connect(tab.options(extra));
     return tab;
   };
@@ -132,6 +133,17 @@ for (const ending of ["closes", "crashes"]) {
     for (const tab of tabs) if (!tab.dead) tab.handle.close();
   });
 }
+
+test("when Web Locks refuse (e.g. a sandboxed frame), the tabs elect a leader by heartbeats instead", async () => {
+  const { clock, server, open } = browser();
+  const refusing = { request: () => Promise.reject(new DOMException("denied", "SecurityError")) };
+  const tabs = [0, 1, 2].map(() => open({}, { locks: refusing }));
+  await clock.until(() => server.openCount === 1 && tabs.every((t) => t.handle.state === "open"));
+  const id = server.publish();
+  await clock.advance(10);
+  assertAllGot(tabs, [id]);
+  for (const tab of tabs) tab.handle.close();
+});
 
 test("a tab that joins late gets events from its start, and can lead with the leader's last id", async () => {
   const { clock, server, open } = browser();
