@@ -314,6 +314,7 @@ class Stream {
     this.closed = false;
     this._finish = null;
     this._wake = null;
+    this._openedAt = null;
     this._expiryTimer = null;
     this._renewedToken = null;
   }
@@ -337,7 +338,10 @@ class Stream {
 
   async _loop() {
     while (!this.closed) {
-      const result = await this._attempt();
+      this._openedAt = null;
+      let result = await this._attempt();
+      // a result set by _end (shutdown, renewal) does not know when the connection opened
+      if (result.openedAt == null && this._openedAt != null) result = { ...result, openedAt: this._openedAt };
       this._clearExpiryTimer();
       if (this.closed) return;
       const next = this._decide(result);
@@ -454,7 +458,9 @@ class Stream {
     if (!Number.isNaN(at)) this.skewMs = at + 500 - this.env.now(); // Date has whole seconds
   }
 
-  _opened() {
+  _opened(signal) {
+    if (signal.aborted) return; // the attempt already ended (closed, shutdown, renewal)
+    this._openedAt = this.env.now();
     this._setState("open", {});
     const exp = this.token ? tokenExpiry(this.token) : null;
     if (exp === null || this.token === this._renewedToken) return; // the same token again: let the server end it
@@ -481,7 +487,10 @@ class Stream {
     return url.href;
   }
 
-  _frame(frame) {
+  _frame(frame, signal) {
+    // Frames read by an attempt that has ended are dropped: lastEventId does not move past them, so the next
+    // connection's replay brings them again (and a closed handle delivers nothing more).
+    if (signal.aborted) return;
     if (frame.type === "reset") {
       this.sink.reset(parseJSON(frame.data) ?? { reason: frame.data });
       return;
@@ -521,9 +530,9 @@ class Stream {
       };
     }
     const openedAt = this.env.now();
-    this._opened();
+    this._opened(signal);
     const parser = new SSEParser({
-      onEvent: (frame) => this._frame(frame),
+      onEvent: (frame) => this._frame(frame, signal),
       onRetry: (ms) => {
         this.retryMs = ms;
       },
@@ -586,7 +595,7 @@ class Stream {
       signal.addEventListener("abort", () => done({ kind: "closed" }), { once: true });
       source.onopen = () => {
         openedAt = this.env.now();
-        this._opened();
+        this._opened(signal);
       };
       // EventSource hides the status: an error before `open` may be a 401. A token past its exp is renewed;
       // use the fetch transport or a ticket URL to have 401/403 handled exactly.
@@ -595,7 +604,7 @@ class Stream {
         done({ kind: "network" });
       };
       for (const type of new Set(["message", "reset", "shutdown", ...this.o.types])) {
-        source.addEventListener(type, (e) => this._frame({ type, data: e.data, id: e.lastEventId, idField: !!e.lastEventId }));
+        source.addEventListener(type, (e) => this._frame({ type, data: e.data, id: e.lastEventId, idField: !!e.lastEventId }, signal));
       }
     });
   }

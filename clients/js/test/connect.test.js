@@ -376,3 +376,26 @@ test("frames that are not tidings envelopes come as {id, type, data}", async () 
   ]);
   handle.close();
 });
+
+test("a shutdown after a healthy connection resets the backoff like any healthy end", async () => {
+  const { clock, server, handle, got } = rig({ server: { retry: 0 } });
+  server.script.push(503, 503, 503);
+  await clock.until(() => handle.state === "open");
+  await clock.advance(10_000); // healthy
+  server.shutdownAll(1000);
+  await clock.until(() => handle.state === "open" && server.requests.length === 5);
+  server.dropAll(); // a short connection: the first failure after the reset
+  await clock.until(() => handle.state === "waiting");
+  assert.equal(got.states.at(-1)[1].attempt, 1);
+  handle.close();
+});
+
+test("close() delivers nothing more, even what was already read from the socket", async () => {
+  const { clock, server, handle, got, states } = rig();
+  await clock.until(() => handle.state === "open");
+  server.publish(); // enqueued: the pending read resolves, its continuation has not run yet
+  handle.close();
+  await clock.advance(10);
+  assert.deepEqual(got.events, []);
+  assert.equal(states().at(-1), "closed");
+});
