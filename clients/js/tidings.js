@@ -34,6 +34,7 @@ export const VERSION = "0.1.0";
 const BACKOFF = Object.freeze({ initialMs: 500, maxMs: 20_000, healthyMs: 10_000 });
 const REFRESH_BEFORE_EXPIRY_MS = 30_000;
 const MIN_EXPIRY_TIMER_MS = 10_000; // a wrong clock must not turn token renewal into a reconnect loop
+const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout fires at once beyond this (~24.8 days)
 const DEFAULT_RETRY_MS = 3_000; // the server's default `retry:`, for EventSource, which hides the real one
 const RECENT_IDS = 2_048; // ids remembered per tab to drop duplicates after a handover
 const HEARTBEAT_MS = 1_000; // leader heartbeat when Web Locks are missing
@@ -467,6 +468,7 @@ class Stream {
     const remaining = exp * 1000 - this._serverNow();
     const lead = Math.min(this.o.refreshBeforeExpiryMs, Math.max(0, remaining) / 4);
     const delay = Math.max(remaining - lead, MIN_EXPIRY_TIMER_MS);
+    if (delay > MAX_TIMER_MS) return; // a token good for weeks: the server's max stream lifetime comes first
     const token = this.token;
     this._expiryTimer = this.env.setTimeout(() => {
       this._expiryTimer = null;

@@ -399,3 +399,13 @@ test("close() delivers nothing more, even what was already read from the socket"
   assert.deepEqual(got.events, []);
   assert.equal(states().at(-1), "closed");
 });
+
+test("a token valid for months arms no renewal timer (setTimeout would overflow and fire at once)", async () => {
+  const clock0 = new FakeClock().now();
+  const token = jwt({ exp: Math.floor(clock0 / 1000) + 90 * 24 * 3600 });
+  const { clock, server, handle } = rig({ getToken: () => token });
+  await clock.until(() => handle.state === "open");
+  await clock.advance(3600_000);
+  assert.equal(server.requests.length, 1);
+  handle.close();
+});

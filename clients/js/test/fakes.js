@@ -27,6 +27,7 @@ export class FakeClock {
     this.now = () => this.t;
     this.setTimeout = (fn, ms = 0) => {
       const id = ++this.seq;
+      if (!(ms <= 2 ** 31 - 1)) ms = 1; // like browsers and node: a delay beyond 32 bits fires at once
       this.timers.set(id, { at: this.t + Math.max(0, ms), fn, id });
       return id;
     };
