@@ -16,7 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tidings.policy.preferences import WEEKDAYS, QuietHours, parse_preferences
-from tidings.policy.quiet_hours import in_quiet_hours, quiet_until, quiet_window, release_at, wall_instant
+from tidings.policy.quiet_hours import (
+    exact_window,
+    in_quiet_hours,
+    quiet_until,
+    quiet_window,
+    release_at,
+    wall_instant,
+)
 
 
 def utc(text: str) -> float:
@@ -309,7 +316,7 @@ def steady(zone: ZoneInfo, now: float) -> bool:
     return len(offsets) == 1
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases() | near_transitions())
 def test_property_release_is_the_end_of_a_quiet_span(case: tuple[QuietHours, ZoneInfo, float]) -> None:
     window, zone, now = case
@@ -323,7 +330,7 @@ def test_property_release_is_the_end_of_a_quiet_span(case: tuple[QuietHours, Zon
         assert in_quiet_hours(window, zone, t)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_property_away_from_transitions_quiet_hours_are_wall_clock_hours(
     case: tuple[QuietHours, ZoneInfo, float],
@@ -331,3 +338,53 @@ def test_property_away_from_transitions_quiet_hours_are_wall_clock_hours(
     window, zone, now = case
     if steady(zone, now):
         assert in_quiet_hours(window, zone, now) == naive_inside(window, zone, now)
+
+
+# --- the fast path (steady offset, cached spans) agrees with the exact construction ---------------------------
+
+
+@settings(max_examples=800, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases() | near_transitions())
+def test_property_fast_path_agrees_with_the_exact_construction(
+    case: tuple[QuietHours, ZoneInfo, float],
+) -> None:
+    window, zone, now = case
+    assert quiet_window(window, zone, now) == exact_window(window, zone, now)
+
+
+@pytest.mark.parametrize(
+    "name", ["Europe/Berlin", "Australia/Lord_Howe", "Pacific/Chatham", "Africa/Casablanca"]
+)
+def test_a_year_walked_forward_agrees_with_the_exact_construction(name: str) -> None:
+    # Walking forward grows and re-seeds the per-zone cache of steady spans across every transition of a year.
+    zone = ZoneInfo(name)
+    windows = [hours("22:00", "07:00"), hours("01:45", "02:50", weekdays=["sun"]), hours("12:00", "13:00")]
+    now = utc("2027-01-01 00:00")
+    while now < utc("2028-01-01 00:00"):
+        for window in windows:
+            assert quiet_window(window, zone, now) == exact_window(window, zone, now), (name, now)
+        now += 77 * 60  # not a divisor of an hour: samples fall on every minute offset in turn
+
+
+def test_no_zone_changes_its_offset_twice_within_54_hours_since_1970() -> None:
+    # The fast path's premise (see the module docstring), checked against the tzdata in use.
+    from zoneinfo import _zoneinfo, available_timezones
+
+    close = []
+    for key in sorted(available_timezones()):
+        info = _zoneinfo.ZoneInfo.no_cache(key)
+        moments = [t for t in getattr(info, "_trans_utc", []) if t >= 0]
+        close += [(key, a) for a, b in itertools.pairwise(moments) if b - a < 54 * 3600]
+    assert close == []
+
+
+def test_cached_steady_spans_never_join_across_offset_changes() -> None:
+    # Winter and the next winter share an offset; the summer between them must not be taken as steady.
+    from tidings.policy import quiet_hours
+
+    quiet_hours._steady.clear()
+    noonish = hours("12:00", "13:00")  # quiet 11:00-12:00Z in winter, 10:00-11:00Z in summer
+    for moment in ("2027-01-15 11:30", "2027-12-15 11:30", "2027-07-15 10:30", "2027-07-15 11:30"):
+        now = utc(moment)
+        assert quiet_window(noonish, BERLIN, now) == exact_window(noonish, BERLIN, now), moment
+    assert in_quiet_hours(noonish, BERLIN, utc("2027-07-15 10:30"))

@@ -190,9 +190,6 @@ class ScopePrefs(BaseModel):
     push: StrictBool | None = None
     stream: StrictBool | None = None
 
-    # muted_until as epoch seconds (inf = muted without end, None = not muted), computed once: decide() is hot.
-    _mute_ends: float | None = PrivateAttr(default=None)
-
     @model_validator(mode="before")
     @classmethod
     def _mute_rules(cls, data: Any) -> Any:
@@ -208,19 +205,19 @@ class ScopePrefs(BaseModel):
     def _utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else value.astimezone(UTC)
 
-    def model_post_init(self, _context: Any) -> None:
-        if self.muted:
-            self._mute_ends = float("inf") if self.muted_until is None else self.muted_until.timestamp()
-
     def is_muted(self, now: float) -> bool:
         """Muted at `now` (epoch seconds): muted, and its `muted_until` (if any) still ahead."""
-        ends = self._mute_ends
-        return ends is not None and ends > now
+        if not self.muted:
+            return False
+        until = self.muted_until
+        return until is None or until.timestamp() > now
 
     @property
     def mute_ends(self) -> float | None:
         """When the mute ends (epoch seconds; inf = never), or None when not muted."""
-        return self._mute_ends
+        if not self.muted:
+            return None
+        return float("inf") if self.muted_until is None else self.muted_until.timestamp()
 
     def is_empty(self) -> bool:
         return self.muted is None and self.push is None and self.stream is None
