@@ -258,8 +258,9 @@ class Preferences(BaseModel):
                 zone(key)
             except ValueError:
                 key = None
-        self._device_timezone = key
-        return self
+        found = self.model_copy()  # a copy: stores share parsed documents between users
+        found._device_timezone = key
+        return found
 
     def quiet_zone(self) -> zoneinfo.ZoneInfo:
         """The zone quiet hours are read in: their own, else the user's device's, else UTC."""

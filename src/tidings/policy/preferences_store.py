@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, select
+from sqlalchemy import Select, String, any_, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -34,9 +34,10 @@ from tidings.policy.tables import user_preferences
 from tidings.registry.device import MAX_USER_ID, valid_user_id
 from tidings.registry.tables import devices
 
-__all__ = ["MAX_BATCH", "PreferencesStore"]
+__all__ = ["MAX_BATCH", "PARSED_CACHE", "PreferencesStore"]
 
 MAX_BATCH = 1000  # ids per get_many query: well under SQLite's 32,766 bound parameters and PG's 65,535
+PARSED_CACHE = 10_000  # parsed documents kept per store (a few KB each at most)
 
 _EMPTY = "{}"
 
@@ -69,14 +70,22 @@ class PreferencesStore:
         self.engine = engine
         self._clock = clock
         self.max_scopes = max_scopes
+        # Parsed documents by (document text, device zone): validating one costs ~40 µs, and the worker reads
+        # the same users (and many users share one document) event after event. Preferences are immutable.
+        self._parse = functools.lru_cache(maxsize=PARSED_CACHE)(_load)
 
     # --- reads -------------------------------------------------------------------------------------------
 
     @functools.cached_property
     def _select_many(self) -> Select[Any]:
-        return select(user_preferences.c.user_id, user_preferences.c.document, _device_zone()).where(
-            user_preferences.c.user_id.in_(bindparam("ids", expanding=True))
-        )
+        ids: Any
+        if self.engine.dialect.name == "postgresql":
+            # One array parameter: one prepared statement whatever the batch size, and no 1,000 placeholders
+            # to bind and plan (measured about twice as fast as an expanding IN for 1,000 ids).
+            ids = user_preferences.c.user_id == any_(bindparam("ids", type_=postgresql.ARRAY(String())))
+        else:
+            ids = user_preferences.c.user_id.in_(bindparam("ids", expanding=True))
+        return select(user_preferences.c.user_id, user_preferences.c.document, _device_zone()).where(ids)
 
     async def get(self, user_id: str) -> Preferences | None:
         """The user's preferences, or None when they never stored any (everything allowed)."""
@@ -92,7 +101,7 @@ class PreferencesStore:
             for at in range(0, len(ids), MAX_BATCH):
                 rows = await conn.execute(self._select_many, {"ids": ids[at : at + MAX_BATCH]})
                 for user_id, document, device_timezone in rows:
-                    found[user_id] = _load(document, device_timezone)
+                    found[user_id] = self._parse(document, device_timezone)
         return found
 
     # --- writes ------------------------------------------------------------------------------------------
