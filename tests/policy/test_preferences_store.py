@@ -201,3 +201,18 @@ async def test_writes_record_the_clock(
         updated = (await conn.execute(select(user_preferences.c.updated_at))).scalar_one()
     assert updated.timestamp() == clock.now
     assert await store.delete("alice") is True and await store.get("alice") is None
+
+
+async def test_users_sharing_a_document_keep_their_own_zones(
+    store: PreferencesStore, engine: AsyncEngine
+) -> None:
+    same = parse_preferences({"quiet_hours": {"start": "22:00", "end": "07:00"}})
+    for user, zone in (("alice", "Europe/Berlin"), ("bob", "Asia/Tokyo"), ("carol", None)):
+        await store.put(user, same)
+        await add_device(engine, user, zone, seen=1_800_000_000)
+    for _ in range(2):  # the second read comes from the store's cache of parsed documents
+        found = await store.get_many(["alice", "bob", "carol"])
+        assert {user: str(prefs.quiet_zone()) for user, prefs in found.items()} == {
+            "alice": "Europe/Berlin", "bob": "Asia/Tokyo", "carol": "UTC",
+        }  # fmt: skip
+        found["alice"].with_device_timezone("America/New_York")  # a copy: the cached document is not touched
