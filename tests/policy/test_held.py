@@ -218,3 +218,14 @@ async def test_two_claimers_each_get_every_due_row_exactly_once(migrated_url: st
     assert not keys_a & keys_b
     assert len(keys_a | keys_b) == rows
     assert a and b  # both took part
+
+
+async def test_defer_hands_a_claimed_row_back_with_its_count(held: HeldStore) -> None:
+    for n in range(3):
+        await held.hold("alice", "c", event_id=eid(n), payload=job(n), release_at=RELEASE)
+    [claimed] = await held.claim_due(RELEASE)
+    assert await held.defer(claimed, RELEASE + 7200) is True  # still quiet in the zone she flew to
+    assert await held.defer(claimed, RELEASE + 9000) is False  # that claim is spent
+    assert await held.claim_due(RELEASE + 7199) == []
+    [again] = await held.claim_due(RELEASE + 7200)
+    assert (again.event_id, again.count, again.replaced_ids) == (eid(2), 3, (eid(0), eid(1)))

@@ -9,9 +9,15 @@ embedded mode (SQLite) as with PostgreSQL.
 Release is claim-then-ack, at least once: `claim_due(now, limit)` hands each due row to exactly one caller for
 a lease (PostgreSQL: `UPDATE ... WHERE (user_id, scope) IN (SELECT ... FOR UPDATE SKIP LOCKED)`; SQLite: the
 same statement under the single-writer lock of BEGIN IMMEDIATE); the caller enqueues the one coalesced push,
-then `ack`s, which deletes the row. A caller that dies before `ack` loses the lease and another takes the row.
+then `ack`s, which deletes the row — or `defer`s it, count kept, when deciding again at release finds the user
+still quiet (they travelled). A caller that dies before `ack` loses the lease and another takes the row.
 A hold arriving while a row's claim is live starts the row afresh (the claimed batch is already on its way);
 `ack` then leaves the fresh row alone, because the claim it names is gone.
+
+For the integrator, one release round: `for held in await store.claim_due(now)`: decide() again with the
+user's current preferences and presence (not critical, mode alert); SEND → enqueue `held.payload` noting
+`held.count`/`held.replaced_ids` and log reason `quiet_hours_released`, then `ack`; HOLD → `defer(held,
+decision.release_at)`; SKIP/DROP → log that reason and `ack`.
 """
 
 from __future__ import annotations
@@ -141,6 +147,18 @@ class HeldStore:
         async with write_tx(self.engine) as conn:
             result = await conn.execute(stmt)
         return result.rowcount or 0
+
+    async def defer(self, held: Held, release_at: float) -> bool:
+        """Hand a claimed row back, due at `release_at`, its count and ids kept (deciding again at release
+        found the user quiet still, e.g. after travelling). False when the claim is no longer this caller's."""
+        stmt = (
+            update(held_pushes)
+            .where(_T.user_id == held.user_id, _T.scope == held.scope, _T.claim_id == held.claim_id)
+            .values(release_at=_utc(release_at), claim_id=None, claimed_until=None)
+        )
+        async with write_tx(self.engine) as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)
 
     async def wake(self, user_id: str, now: float | None = None) -> int:
         """Make the user's held rows due now (their quiet hours or zone changed): the worker decides again."""
