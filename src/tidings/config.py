@@ -114,6 +114,16 @@ class Settings(BaseSettings):
     webpush_allowed_hosts: CsvList = Field(default_factory=list)  # empty = any https host
     webpush_http_hosts: CsvList = Field(default_factory=list)  # hosts allowed over plain http (dev)
 
+    # --- policy: preferences, quiet hours, held pushes (tidings.policy) -----------------------------------
+    # Scopes one user may configure (mute/push/stream per event type, topic or app key such as
+    # conversation:42). Bounds a user's preference document (~100 bytes a scope); at most MAX_SCOPES (256).
+    preferences_max_scopes: int = Field(256, ge=1, le=256)
+    # Held pushes (quiet hours, mode `hold`): how often a worker looks for released ones, how many it takes
+    # per look, and how long a claim is its own before another worker may take the row (at-least-once).
+    held_poll_seconds: float = Field(5, gt=0)
+    held_claim_batch: int = Field(100, ge=1, le=10_000)
+    held_claim_lease_seconds: float = Field(60, gt=0)
+
     @field_validator("jwt_algorithms", "webpush_allowed_hosts", "webpush_http_hosts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:

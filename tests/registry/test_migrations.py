@@ -11,6 +11,7 @@ from alembic import command
 from sqlalchemy import Connection, inspect
 
 from tidings import db
+from tidings.policy import tables as policy_tables  # noqa: F401  (declares the policy tables)
 from tidings.registry import tables  # noqa: F401  (declares the tables that `check` compares)
 
 
@@ -25,6 +26,7 @@ async def test_upgrade_from_empty_reaches_head(database_url: str) -> None:
     finally:
         await engine.dispose()
     assert {"devices", "device_channels", "deliveries", "alembic_version"} <= names
+    assert {"user_preferences", "held_pushes"} <= names
 
 
 async def test_upgrade_twice_is_a_no_op(database_url: str) -> None:

@@ -15,7 +15,8 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
 
 from tidings.db import create_engine, metadata
-from tidings.registry.tables import UtcDateTime  # importing it registers every table on the metadata
+from tidings.policy import tables as _policy_tables  # noqa: F401  (registers the policy tables)
+from tidings.registry.tables import UtcDateTime  # importing it registers its tables on the metadata
 
 config = context.config
 

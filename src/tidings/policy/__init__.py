@@ -1,0 +1,1 @@
+"""Delivery policy: who gets a push or a stream event, and when."""
