@@ -3,7 +3,9 @@
 TidingsError
 ├── ConfigError          configuration that cannot work; the message names the variable (exit 2)
 ├── AuthError            a token that cannot be trusted (→ 401; code "forbidden" → 403)
-├── InvalidEvent         a published event that fails validation; `errors` names each field (→ 422)
+├── InvalidInput         input that fails validation; `errors` names each field (→ 422)
+│   ├── InvalidEvent     a published event
+│   └── InvalidPreferences  a user's delivery preferences
 ├── BusUnavailable       the broker cannot take or carry events right now (→ 503)
 │   └── PushNotQueued    the streams got the events, their push jobs could not be queued (→ 503, ids named)
 ├── StoreUnavailable     the database is busy, unreachable, or dropped the connection (→ 503)
@@ -42,14 +44,22 @@ class AuthError(TidingsError):
         self.code = code
 
 
-class InvalidEvent(TidingsError):
-    """Events a publisher sent that cannot be accepted; `errors` is `[{"field", "message"}, ...]`."""
+class InvalidInput(TidingsError):
+    """Input that cannot be accepted; `errors` is `[{"field", "message"}, ...]`, `field` the first one's."""
 
     def __init__(self, errors: list[dict[str, str]]) -> None:
-        first = errors[0] if errors else {"field": "", "message": "invalid event"}
+        first = errors[0] if errors else {"field": "", "message": "invalid input"}
         super().__init__(f"{first['field']}: {first['message']}" if first["field"] else first["message"])
         self.errors = errors
         self.field = first["field"]
+
+
+class InvalidEvent(InvalidInput):
+    """Events a publisher sent that cannot be accepted."""
+
+
+class InvalidPreferences(InvalidInput):
+    """Delivery preferences that cannot be stored."""
 
 
 class BusUnavailable(TidingsError):

@@ -22,7 +22,7 @@ from ..errors import (
     ApiError,
     AuthError,
     BusUnavailable,
-    InvalidEvent,
+    InvalidInput,
     NotStarted,
     PolicyViolation,
     PushNotQueued,
@@ -53,7 +53,7 @@ def as_api_error(exc: TidingsError) -> ApiError:
         if exc.code == "forbidden":
             return ApiError(403, exc.code, str(exc))
         return ApiError(401, exc.code, str(exc), headers=BEARER)
-    if isinstance(exc, InvalidEvent):
+    if isinstance(exc, InvalidInput):
         return ApiError(422, "validation_error", str(exc), exc.field, errors=exc.errors)
     if isinstance(exc, PolicyViolation):
         details = [{"field": exc.field, "message": exc.message}]

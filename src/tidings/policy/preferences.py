@@ -50,7 +50,7 @@ from pydantic import (
     model_validator,
 )
 
-from tidings.errors import TidingsError
+from tidings.errors import InvalidPreferences
 
 __all__ = [
     "MAX_SCOPES",
@@ -76,19 +76,6 @@ _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ScopeName = Annotated[str, StringConstraints(pattern=SCOPE_PATTERN)]
-
-
-class InvalidPreferences(TidingsError):
-    """Preferences that cannot be stored; `errors` is `[{"field", "message"}, ...]` (→ 422).
-
-    Lives here until the core refactor lands; it belongs in `tidings.errors` beside InvalidEvent.
-    """
-
-    def __init__(self, errors: list[dict[str, str]]) -> None:
-        first = errors[0] if errors else {"field": "", "message": "invalid preferences"}
-        super().__init__(f"{first['field']}: {first['message']}" if first["field"] else first["message"])
-        self.errors = errors
-        self.field = first["field"]
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:
