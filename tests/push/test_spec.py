@@ -7,7 +7,7 @@ from push_helpers import note
 from pydantic import ValidationError
 
 from tidings.push import payloads
-from tidings.push._http import parse_retry_after
+from tidings.push.base import parse_retry_after
 from tidings.push.spec import PushSpec, ensure_push_fits
 
 
