@@ -19,6 +19,8 @@ import asyncio
 import ssl
 from collections.abc import Sequence
 
+from hpack import NeverIndexedHeaderTuple
+
 from .connection import Headers, Limits, Response
 from .errors import Http2Unsupported, ResponseTooLarge, TransportError, TransportTimeout
 from .http1 import Http1
@@ -86,7 +88,7 @@ class Transport:
             pool = self._pool(origin)
         if pool.http1:
             return await self._request_http1(origin, path, headers, body, method, wait)
-        full: Headers = [(b":method", method), *pool.pseudo, (b":path", path), *headers]
+        full: Headers = [(b":method", method), *pool.pseudo, NeverIndexedHeaderTuple(b":path", path), *headers]
         loop = pool.loop
         deadline = loop.time() + wait
         ticket = Ticket()
@@ -94,9 +96,10 @@ class Transport:
             async with asyncio.timeout_at(deadline):
                 return await pool.request(full, body, ticket)
         except TimeoutError:
-            message = (
-                f"timeout: no answer from {self.service} in {wait:g} s (waiting for {ticket.waiting_for})"
-            )
+            waiting = ticket.waiting_for
+            if waiting == "a connection" and pool.connections_opened:
+                waiting = "a stream slot"  # connected meanwhile, but the server allowed no stream
+            message = f"timeout: no answer from {self.service} in {wait:g} s (waiting for {waiting})"
             raise TransportTimeout(message, sent=ticket.sent) from None
         except Http2Unsupported:
             if not self.http1_allowed:

@@ -112,6 +112,13 @@ class _Decoder(hpack.Decoder):
         pass
 
 
+class _Encoder(hpack.Encoder):
+    """HPACK encoding without Huffman coding of literals (pure Python in hpack, per byte)."""
+
+    def encode(self, headers: Any, huffman: bool = False) -> bytes:
+        return super().encode(headers, huffman=False)
+
+
 def _header_list_size(headers: Headers) -> int:
     return sum(len(name) + len(value) + 32 for name, value in headers)  # RFC 9113 §6.5.2
 
@@ -133,6 +140,7 @@ class H2Protocol(asyncio.Protocol):
         self.on_change = on_change  # the pool: slots appeared or the connection stopped taking streams
         self.h2 = h2.connection.H2Connection(config=_CONFIG)
         self.h2.decoder = _Decoder(limits.hard_header_list_size)
+        self.h2.encoder = _Encoder()
         self.h2.local_settings = h2.settings.Settings(
             client=True,
             initial_values={

@@ -79,6 +79,7 @@ class Pool:
         self.waiters: deque[asyncio.Future[H2Protocol]] = deque()
         self.http1 = False  # the origin does not speak HTTP/2
         self.connections_opened = 0
+        self.wakeups = 0  # waiters handed a slot (each exactly once)
         self.ticker: asyncio.TimerHandle | None = None
         self.tick = max(0.02, min(settings.ping_after, settings.ping_timeout, settings.stall_after) / 4)
         self.closed = False
@@ -151,6 +152,7 @@ class Pool:
             if connection is None:
                 break
             connection.reserved += 1
+            self.wakeups += 1
             waiters.popleft().set_result(connection)
         if waiters:
             self._grow()
