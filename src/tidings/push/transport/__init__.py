@@ -88,7 +88,12 @@ class Transport:
             pool = self._pool(origin)
         if pool.http1:
             return await self._request_http1(origin, path, headers, body, method, wait)
-        full: Headers = [(b":method", method), *pool.pseudo, NeverIndexedHeaderTuple(b":path", path), *headers]
+        full: Headers = [
+            (b":method", method),
+            *pool.pseudo,
+            NeverIndexedHeaderTuple(b":path", path),
+            *headers,
+        ]
         loop = pool.loop
         deadline = loop.time() + wait
         ticket = Ticket()
@@ -133,7 +138,7 @@ class Transport:
         if self._http1 is None:
             self._http1 = Http1(
                 timeout=self.timeout,
-                max_connections=self.settings.max_connections * 25,
+                max_connections=self.settings.max_connections * 5,  # no multiplexing: a few more
                 max_body=self.settings.limits.max_body,
                 ssl_context=self._ssl_context,
             )

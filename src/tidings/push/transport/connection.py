@@ -119,6 +119,11 @@ class _Encoder(hpack.Encoder):
         return super().encode(headers, huffman=False)
 
 
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _header_list_size(headers: Headers) -> int:
     return sum(len(name) + len(value) + 32 for name, value in headers)  # RFC 9113 §6.5.2
 
@@ -151,6 +156,7 @@ class H2Protocol(asyncio.Protocol):
         )
         self.transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = self.loop.create_future()  # the server's SETTINGS arrived
+        self.ready.add_done_callback(_retrieve)  # a setup failure nobody waits for any more is not an error
         self.usable = True  # takes new streams (not after GOAWAY, loss, retirement or used-up ids)
         self.reserved = 0  # slots the pool handed out: streams open or about to be
         self.streams: dict[int, _Stream] = {}
