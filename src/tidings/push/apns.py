@@ -31,7 +31,7 @@ from .base import (
     parse_retry_after,
     transport_failure,
 )
-from .transport import DEFAULT_TIMEOUT, Transport, TransportError
+from .transport import DEFAULT_TIMEOUT, Transport, TransportError, volatile
 
 PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"
@@ -167,7 +167,7 @@ class ApnsProvider(Provider):
         headers = [
             *prepared.wire,
             (b"apns-topic", topic.encode()),
-            (b"apns-id", ident.encode()),
+            volatile(b"apns-id", ident.encode()),
             (b"authorization", self._auth[1]),
         ]
         path = b"/3/device/" + target.token.encode()

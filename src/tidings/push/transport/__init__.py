@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 from hpack import NeverIndexedHeaderTuple
 
-from .connection import Headers, Limits, Response
 from .errors import Http2Unsupported, ResponseTooLarge, TransportError, TransportTimeout
+from .h2setup import Headers, Limits, Response
 from .http1 import Http1
 from .pool import Origin, Pool, PoolSettings, Ticket
 
@@ -36,9 +36,18 @@ __all__ = [
     "Transport",
     "TransportError",
     "TransportTimeout",
+    "volatile",
 ]
 
 DEFAULT_TIMEOUT = 10.0
+
+
+def volatile(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    """A header whose value changes with every request (an id): kept out of the HPACK table, where it would
+    only evict the headers that repeat."""
+    return NeverIndexedHeaderTuple(name, value)
+
+
 MAX_POOLS = 64  # origins with open connections (real deployments see a handful; Web Push a few dozen)
 
 
@@ -91,7 +100,7 @@ class Transport:
         full: Headers = [
             (b":method", method),
             *pool.pseudo,
-            NeverIndexedHeaderTuple(b":path", path),
+            volatile(b":path", path),
             *headers,
         ]
         loop = pool.loop

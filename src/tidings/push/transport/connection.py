@@ -25,114 +25,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, cast
 
-import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-import hpack
 from h2.errors import ErrorCodes
 
 from .errors import Http2Unsupported, NotSent, ResponseTooLarge, TransportError
-
-Headers = list[tuple[bytes, bytes]]
-
-_CONFIG = h2.config.H2Configuration(
-    client_side=True,
-    header_encoding=None,  # bytes in, bytes out: no str round trips per header
-    # Our request headers are built by our providers and known to be valid; h2's per-header checks on them
-    # were a large share of its CPU per request (bench/push).
-    validate_outbound_headers=False,
-    normalize_outbound_headers=False,
-    # What a server sends is checked where we use it (:status); h2's inbound validation turns one odd header
-    # into a ProtocolError that ends the whole connection.
-    validate_inbound_headers=False,
-    normalize_inbound_headers=False,
+from .h2setup import (
+    CONFIG,
+    PING,
+    Decoder,
+    Encoder,
+    Headers,
+    Limits,
+    Response,
+    Stream,
+    header_list_size,
+    retrieve,
+    status_of,
 )
-PING = struct.Struct("!Q")
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Bounds of one connection; every buffer it keeps has one."""
-
-    max_streams: int = 1000  # our cap on concurrent streams, below the server's MAX_CONCURRENT_STREAMS
-    max_header_list_size: int = 64 * 1024  # advertised; a larger answer fails its own stream only
-    hard_header_list_size: int = 1024 * 1024  # HPACK-bomb guard: above it the connection fails
-    max_body: int = 1024 * 1024  # a larger answer body fails its own stream
-    window: int = 1024 * 1024  # our receive window, per stream and for the connection
-    max_informational: int = 16  # 1xx answers tolerated before the final one
-
-
-@dataclass(slots=True)
-class Response:
-    status: int
-    headers: Headers
-    body: bytes
-
-    def header(self, name: bytes) -> bytes | None:
-        """The first value of a (lower-case) header, or None."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
-
-class _Stream:
-    __slots__ = ("body", "future", "headers", "informational", "pending", "status")
-
-    def __init__(self, future: asyncio.Future[Response]) -> None:
-        self.future = future
-        self.status = 0
-        self.headers: Headers = []
-        self.body = bytearray()
-        self.informational = 0
-        self.pending: memoryview | None = None  # request body still waiting for flow-control credit
-
-
-class _Decoder(hpack.Decoder):
-    """HPACK decoding with a fixed bound: h2 sets the decoder's bound to our advertised size when our SETTINGS
-    are acked, which would make an oversized answer fatal to the connection (see the module docstring)."""
-
-    def __init__(self, bound: int) -> None:
-        self.bound = bound
-        super().__init__()
-
-    @property
-    def max_header_list_size(self) -> int:
-        return self.bound
-
-    @max_header_list_size.setter
-    def max_header_list_size(self, value: int) -> None:
-        pass
-
-
-class _Encoder(hpack.Encoder):
-    """HPACK encoding without Huffman coding of literals (pure Python in hpack, per byte)."""
-
-    def encode(self, headers: Any, huffman: bool = False) -> bytes:
-        return super().encode(headers, huffman=False)
-
-
-def _retrieve(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-def _header_list_size(headers: Headers) -> int:
-    return sum(len(name) + len(value) + 32 for name, value in headers)  # RFC 9113 §6.5.2
-
-
-def _status(headers: Headers) -> int:
-    for name, value in headers:
-        if name == b":status":
-            return int(value) if value.isdigit() and len(value) == 3 else 0
-    return 0
 
 
 class H2Protocol(asyncio.Protocol):
@@ -143,9 +58,9 @@ class H2Protocol(asyncio.Protocol):
         self.authority = authority
         self.limits = limits
         self.on_change = on_change  # the pool: slots appeared or the connection stopped taking streams
-        self.h2 = h2.connection.H2Connection(config=_CONFIG)
-        self.h2.decoder = _Decoder(limits.hard_header_list_size)
-        self.h2.encoder = _Encoder()
+        self.h2 = h2.connection.H2Connection(config=CONFIG)
+        self.h2.decoder = Decoder(limits.hard_header_list_size)
+        self.h2.encoder = Encoder()
         self.h2.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
@@ -156,10 +71,10 @@ class H2Protocol(asyncio.Protocol):
         )
         self.transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = self.loop.create_future()  # the server's SETTINGS arrived
-        self.ready.add_done_callback(_retrieve)  # a setup failure nobody waits for any more is not an error
+        self.ready.add_done_callback(retrieve)  # a setup failure nobody waits for any more is not an error
         self.usable = True  # takes new streams (not after GOAWAY, loss, retirement or used-up ids)
         self.reserved = 0  # slots the pool handed out: streams open or about to be
-        self.streams: dict[int, _Stream] = {}
+        self.streams: dict[int, Stream] = {}
         self.blocked: list[int] = []  # streams whose body waits for flow-control credit, oldest first
         self.flushed_upto = 0  # highest stream id whose frames were handed to the socket
         self.flush_handle: asyncio.Handle | None = None
@@ -191,7 +106,7 @@ class H2Protocol(asyncio.Protocol):
             raise NotSent("stream ids used up") from None
         except h2.exceptions.TooManyStreamsError:  # the server lowered its limit since the slot was given
             raise NotSent("the server lowered MAX_CONCURRENT_STREAMS") from None
-        stream = self.streams[stream_id] = _Stream(self.loop.create_future())
+        stream = self.streams[stream_id] = Stream(self.loop.create_future())
         if body:
             stream.pending = memoryview(body)
             self._send_body(stream_id, stream)
@@ -247,7 +162,7 @@ class H2Protocol(asyncio.Protocol):
             self.transport.write(data)
             self.flushed_upto = self.h2.highest_outbound_stream_id
 
-    def _send_body(self, stream_id: int, stream: _Stream) -> None:
+    def _send_body(self, stream_id: int, stream: Stream) -> None:
         """Send as much of the pending body as flow control allows."""
         pending = stream.pending
         assert pending is not None
@@ -366,10 +281,10 @@ class H2Protocol(asyncio.Protocol):
         if stream is None:
             return
         headers = cast(Headers, event.headers or [])
-        if _header_list_size(headers) > self.limits.max_header_list_size:
-            size = _header_list_size(headers)
+        if header_list_size(headers) > self.limits.max_header_list_size:
+            size = header_list_size(headers)
             return self._fail_stream(stream_id, ResponseTooLarge(f"response headers of {size} bytes"))
-        stream.status = _status(headers)
+        stream.status = status_of(headers)
         if not stream.status:
             error = TransportError("response without a valid :status", sent=True)
             return self._fail_stream(stream_id, error)
@@ -386,7 +301,7 @@ class H2Protocol(asyncio.Protocol):
 
     def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
         headers = cast(Headers, event.headers or [])
-        if _header_list_size(headers) > self.limits.max_header_list_size:
+        if header_list_size(headers) > self.limits.max_header_list_size:
             self._fail_stream(event.stream_id or 0, ResponseTooLarge("response trailers too large"))
 
     def _on_data(self, event: h2.events.DataReceived) -> None:

@@ -11,8 +11,8 @@ import ssl
 
 import httpx
 
-from .connection import Headers, Response
 from .errors import ResponseTooLarge, TransportError, TransportTimeout
+from .h2setup import Headers, Response
 
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 

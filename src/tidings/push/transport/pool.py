@@ -19,8 +19,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .connection import H2Protocol, Headers, Limits, Response
+from .connection import H2Protocol
 from .errors import Http2Unsupported, NotSent, TransportError
+from .h2setup import Headers, Limits, Response
 
 MAX_UNSENT_RESENDS = 10  # a server refusing every stream at once must not turn into a busy loop
 
