@@ -75,6 +75,7 @@ class Transport:
         self._ssl_context = ssl_context
         self._pools: dict[str, Pool] = {}
         self._http1: Http1 | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def request(
         self,
@@ -125,7 +126,8 @@ class Transport:
         if len(self._pools) >= MAX_POOLS:
             oldest = next(iter(self._pools))
             task = asyncio.get_running_loop().create_task(self._pools.pop(oldest).aclose())
-            task.add_done_callback(lambda _: None)
+            self._closing.add(task)  # keep a reference until it has run
+            task.add_done_callback(self._closing.discard)
         context = None
         if parsed.scheme == "https":
             if self._ssl_context is None:
