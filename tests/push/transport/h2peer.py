@@ -62,6 +62,7 @@ class _Conn:
     taken: int = 0  # streams received
     last: int = MAX_ID  # after our GOAWAY: streams above it are ignored
     pending: int = 0  # answers not yet sent
+    eof: bool = False  # we half-closed: nothing more to write
 
 
 class H2Peer:
@@ -144,7 +145,7 @@ class _Protocol(asyncio.Protocol):
     def flush(self) -> None:
         assert self.conn is not None
         data = self.conn.h2c.data_to_send()
-        if data and not self.conn.transport.is_closing():
+        if data and not self.conn.transport.is_closing() and not self.conn.eof:
             self.conn.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
@@ -210,7 +211,7 @@ class _Protocol(asyncio.Protocol):
         conn, b = self.conn, self.peer.behaviour
         assert conn is not None
         conn.pending -= 1
-        if conn.transport.is_closing():
+        if conn.transport.is_closing() or conn.eof:
             return
         h2c = conn.h2c
         with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
@@ -233,5 +234,9 @@ class _Protocol(asyncio.Protocol):
             if b.trailers:
                 h2c.send_headers(sid, [("x-trailer", "done")], end_stream=True)
         self.flush()
-        if conn.last != MAX_ID and not conn.streams and conn.pending == 0:
-            conn.transport.close()  # graceful GOAWAY: everything at or below `last` answered
+        if conn.last != MAX_ID and not conn.streams and conn.pending == 0 and conn.transport.can_write_eof():
+            # Graceful GOAWAY, everything at or below `last` answered: half-close and let the client hang up.
+            # (close() with the client's frames still unread would send a TCP RST, and the client's kernel
+            # would drop the answers it had not read yet.)
+            conn.eof = True
+            conn.transport.write_eof()

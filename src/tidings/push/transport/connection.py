@@ -17,8 +17,8 @@ Semantics we add on top of h2's events:
 Deliberate deviation: h2 moves its connection state machine to CLOSED as soon as a GOAWAY arrives
 (python-hyper/h2 issue 1181), after which frames for the streams the server still completes (ids <= the last
 stream id, RFC 9113 §6.8) raise ProtocolError, and every in-flight request of a graceful shutdown would fail.
-We put the state machine back to open while such streams remain; `usable` stays False, so no stream is
-started on the connection again.
+Our connection's state machine (h2setup.StateMachine) stays open on a received GOAWAY; `usable` turns False,
+so no stream is started on the connection again, and it closes once the remaining streams are done.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from .h2setup import (
     Headers,
     Limits,
     Response,
+    StateMachine,
     Stream,
     header_list_size,
     retrieve,
@@ -61,6 +62,7 @@ class H2Protocol(asyncio.Protocol):
         self.h2 = h2.connection.H2Connection(config=CONFIG)
         self.h2.decoder = Decoder(limits.hard_header_list_size)
         self.h2.encoder = Encoder()
+        self.h2.state_machine = StateMachine()  # see the module docstring
         self.h2.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
@@ -352,9 +354,6 @@ class H2Protocol(asyncio.Protocol):
         self.reason = f"GOAWAY ({name})"
         for stream_id in [i for i in self.streams if i > last]:
             self._finish(stream_id, NotSent(f"GOAWAY ({name}) above this stream"))
-        if self.streams:
-            # See the module docstring (h2 issue 1181): let the streams at or below `last` finish.
-            self.h2.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
         self.on_change(self)
         self._close_if_drained()
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import h2.config
+import h2.connection
 import hpack
+from h2.connection import ConnectionInputs, ConnectionState
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -85,6 +87,17 @@ class Decoder(hpack.Decoder):
     @max_header_list_size.setter
     def max_header_list_size(self, value: int) -> None:
         pass
+
+
+class StateMachine(h2.connection.H2ConnectionStateMachine):
+    """h2's connection state machine, except that a GOAWAY received leaves it open (see connection.py): the
+    streams at or below its last stream id still finish. Done here, inside h2's own processing, because frames
+    right behind the GOAWAY in the same read would otherwise already be refused."""
+
+    def process_input(self, input_: ConnectionInputs) -> list[Any]:
+        if input_ is ConnectionInputs.RECV_GOAWAY and self.state is not ConnectionState.CLOSED:
+            return []
+        return super().process_input(input_)
 
 
 class Encoder(hpack.Encoder):
