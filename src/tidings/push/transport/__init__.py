@@ -73,6 +73,7 @@ class Transport:
         self.alpn = ["h2", "http/1.1"] if http1 else ["h2"]
         self.http1_allowed = http1
         self._ssl_context = ssl_context
+        self._given_ssl_context = ssl_context  # httpx gets its own default context unless one was given
         self._pools: dict[str, Pool] = {}
         self._http1: Http1 | None = None
         self._closing: set[asyncio.Task[None]] = set()
@@ -151,7 +152,7 @@ class Transport:
                 timeout=self.timeout,
                 max_connections=self.settings.max_connections * 5,  # no multiplexing: a few more
                 max_body=self.settings.limits.max_body,
-                ssl_context=self._ssl_context,
+                ssl_context=self._given_ssl_context,
             )
         if wait <= 0:
             raise TransportTimeout(f"timeout: no answer from {self.service} in time", sent=False)
