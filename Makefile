@@ -21,6 +21,7 @@ services:
 	bash scripts/services.sh
 
 test: $(STAMP) services
+	bash scripts/peers.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP) services

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import require
+from support import require
 
 ROOT = Path(__file__).resolve().parents[2]
 JS = ROOT / "clients" / "js"

@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from push_helpers import KEY_ID, TEAM_ID, TOPIC
 
 from support import ManualClock
-from tidings.push._http import make_client
 from tidings.push.apns import ApnsProvider
 from tidings.push.fcm import FcmProvider
+from tidings.push.transport import PoolSettings, Transport
 from tidings.push.vapid import VapidKey
 from tidings.push.webpush import WebPushProvider
 from tidings.sandbox.apns import ApnsSandbox
@@ -46,12 +46,16 @@ async def apns_sandbox(
         yield sandbox
 
 
-@pytest.fixture(params=["h2client", "httpx"])
+@pytest.fixture(params=["own", "injected"])
 async def apns(
     request: pytest.FixtureRequest, apns_sandbox: ApnsSandbox, apns_pem: bytes, clock: ManualClock
 ) -> AsyncIterator[ApnsProvider]:
-    """The provider on its own HTTP/2 client, and on an injected httpx client: both must behave the same."""
-    client = make_client(http2_only=True, timeout=2.0, transport=None) if request.param == "httpx" else None
+    """The provider on the transport it builds, and on an injected one (one connection, its own deadlines):
+    the same send path, and both must behave the same."""
+    transport = None
+    if request.param == "injected":
+        settings = PoolSettings(max_connections=1, connect_timeout=2.0, stall_after=1.0)
+        transport = Transport(timeout=2.0, http1=False, settings=settings, service="APNs")
     provider = ApnsProvider(
         key_pem=apns_pem,
         key_id=KEY_ID,
@@ -60,7 +64,7 @@ async def apns(
         base_url=apns_sandbox.url,
         clock=clock,
         timeout=2.0,
-        client=client,
+        transport=transport,
     )
     yield provider
     await provider.aclose()

@@ -13,10 +13,13 @@ from push_helpers import DEVICE, KEY_ID, TEAM_ID, TOPIC, note
 
 from tidings.push.base import Outcome, Target
 from tidings.push.fcm import FcmProvider
-from tidings.push.h2client import encode_headers
-from tidings.push.h2pool import Pool
+from tidings.push.transport import Transport
 from tidings.sandbox.apns import ApnsSandbox
 from tidings.sandbox.fcm import FcmSandbox
+
+
+def encode_headers(pairs: object) -> list[tuple[bytes, bytes]]:
+    return [(k.encode(), v.encode()) for k, v in pairs]  # type: ignore[attr-defined]
 
 
 def bearer(key: ec.EllipticCurvePrivateKey, iat: float | None = None) -> str:
@@ -64,13 +67,16 @@ async def test_apns_sandbox_applies_apples_rules(
 ) -> None:
     sent = {"apns-topic": TOPIC, "authorization": bearer(apns_key), **headers}
     sent = {k: v for k, v in sent.items() if v}
-    pool = Pool(apns_sandbox.url)
+    transport = Transport(timeout=5.0, http1=False)
     try:
-        response = await pool.request(
-            f"/3/device/{DEVICE}".encode(), encode_headers(sent.items()), orjson.dumps(payload), 5.0
+        response = await transport.request(
+            apns_sandbox.url,
+            f"/3/device/{DEVICE}".encode(),
+            encode_headers(sent.items()),
+            orjson.dumps(payload),
         )
     finally:
-        await pool.aclose()
+        await transport.aclose()
     assert response.status == status
     assert (orjson.loads(response.body)["reason"] if response.body else "") == reason
 
@@ -78,33 +84,39 @@ async def test_apns_sandbox_applies_apples_rules(
 async def test_apns_sandbox_rejects_tokens_older_than_an_hour(
     apns_sandbox: ApnsSandbox, apns_key: ec.EllipticCurvePrivateKey
 ) -> None:
-    pool = Pool(apns_sandbox.url)
+    transport = Transport(timeout=5.0, http1=False)
     headers = {
         "apns-topic": TOPIC,
         "apns-push-type": "alert",
         "authorization": bearer(apns_key, time.time() - 3700),
     }
     try:
-        response = await pool.request(
-            f"/3/device/{DEVICE}".encode(), encode_headers(headers.items()), b'{"aps":{"alert":"x"}}', 5.0
+        response = await transport.request(
+            apns_sandbox.url,
+            f"/3/device/{DEVICE}".encode(),
+            encode_headers(headers.items()),
+            b'{"aps":{"alert":"x"}}',
         )
     finally:
-        await pool.aclose()
+        await transport.aclose()
     assert (response.status, orjson.loads(response.body)["reason"]) == (403, "ExpiredProviderToken")
 
 
 async def test_control_api_records_filter_and_reset(
     apns_sandbox: ApnsSandbox, apns_key: ec.EllipticCurvePrivateKey
 ) -> None:
-    pool = Pool(apns_sandbox.url)
+    transport = Transport(timeout=5.0, http1=False)
     headers = {"apns-topic": TOPIC, "apns-push-type": "alert", "authorization": bearer(apns_key)}
     try:
         for token in (DEVICE, "b4" * 32):
-            await pool.request(
-                f"/3/device/{token}".encode(), encode_headers(headers.items()), b'{"aps":{"alert":"x"}}', 5.0
+            await transport.request(
+                apns_sandbox.url,
+                f"/3/device/{token}".encode(),
+                encode_headers(headers.items()),
+                b'{"aps":{"alert":"x"}}',
             )
     finally:
-        await pool.aclose()
+        await transport.aclose()
     async with httpx.AsyncClient(base_url=apns_sandbox.control_url) as client:
         records = (await client.get("/_sandbox/records", params={"token": DEVICE})).json()["records"]
         assert [r["token"] for r in records] == [DEVICE]
@@ -155,18 +167,19 @@ async def test_fcm_sandbox_refuses_a_malformed_message(fcm_sandbox: FcmSandbox, 
 async def test_apns_sandbox_limits_provider_token_updates(
     apns_sandbox: ApnsSandbox, apns_key: ec.EllipticCurvePrivateKey
 ) -> None:
-    pool = Pool(apns_sandbox.url)
+    transport = Transport(timeout=5.0, http1=False)
     path, body = f"/3/device/{DEVICE}".encode(), b'{"aps":{"alert":"x"}}'
 
-    def headers(iat: float) -> bytes:
+    def headers(iat: float) -> list[tuple[bytes, bytes]]:
         return encode_headers(
             {"apns-topic": TOPIC, "apns-push-type": "alert", "authorization": bearer(apns_key, iat)}.items()
         )
 
     try:
-        first = await pool.request(path, headers(time.time() - 60), body, 5.0)
-        second = await pool.request(path, headers(time.time()), body, 5.0)  # a new token a minute later
+        first = await transport.request(apns_sandbox.url, path, headers(time.time() - 60), body)
+        # a new token a minute later
+        second = await transport.request(apns_sandbox.url, path, headers(time.time()), body)
     finally:
-        await pool.aclose()
+        await transport.aclose()
     assert first.status == 200
     assert (second.status, orjson.loads(second.body)["reason"]) == (429, "TooManyProviderTokenUpdates")

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from tidings.events import PushSpec
 from tidings.push import payloads
-from tidings.push._http import parse_retry_after
+from tidings.push.base import parse_retry_after
 from tidings.push.payloads import ensure_push_fits
 
 

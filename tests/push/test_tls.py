@@ -17,8 +17,7 @@ from push_helpers import DEVICE, KEY_ID, TEAM_ID, TOPIC, note
 
 from tidings.push.apns import ApnsProvider
 from tidings.push.base import Outcome, Target
-from tidings.push.h2client import H2Unsupported
-from tidings.push.h2pool import Pool
+from tidings.push.transport import Http2Unsupported, Transport
 from tidings.sandbox.apns import ApnsSandbox
 
 
@@ -117,13 +116,13 @@ async def test_a_tls_server_without_h2_in_alpn_is_unsupported(certificate: tuple
     context.set_alpn_protocols(["http/1.1"])
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0, ssl=context)
     port = server.sockets[0].getsockname()[1]
-    pool = Pool(
-        f"https://127.0.0.1:{port}", ssl_context=ssl.create_default_context(cafile=str(certificate[0]))
+    transport = Transport(
+        timeout=2.0, http1=False, ssl_context=ssl.create_default_context(cafile=str(certificate[0]))
     )
     try:
-        with pytest.raises(H2Unsupported):
-            await pool.request(b"/", b"", b"", 2.0)
+        with pytest.raises(Http2Unsupported):
+            await transport.request(f"https://127.0.0.1:{port}", b"/", [], b"")
     finally:
-        await pool.aclose()
+        await transport.aclose()
         server.close()
         await server.wait_closed()

@@ -44,7 +44,7 @@ async def test_sandbox_decrypts_what_the_provider_sends(
     assert record["vapid"]["aud"] == origin and record["vapid"]["sub"] == "mailto:ops@example.com"
     assert record["token"] == target.token
     # An origin without HTTP/2 is remembered and served over HTTP/1.1 from then on.
-    assert (origin in webpush._http.http1_origins) is http1
+    assert webpush.transport.speaks_http2(origin) is (not http1)
     assert (await webpush.send(target, webpush.prepare(note()))).outcome is Outcome.delivered
 
 

@@ -25,12 +25,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from ._http import DEFAULT_TIMEOUT
 from .apns import ApnsProvider
 from .base import Notification, Outcome, Provider, Result, Target
 from .fcm import FcmProvider, load_service_account
+from .transport import DEFAULT_TIMEOUT, Transport
 from .vapid import VapidKey
 from .webpush import WebPushProvider
 
@@ -45,6 +43,7 @@ __all__ = [
     "Provider",
     "Result",
     "Target",
+    "Transport",
     "WebPushProvider",
     "build_providers",
     "load_vapid_key",
@@ -77,15 +76,17 @@ def build_providers(
     settings: Settings,
     *,
     clock: Callable[[], float] = time.time,
-    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
-    clients: Mapping[str, httpx.AsyncClient] | None = None,
+    transports: Mapping[str, Transport] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> dict[str, Provider]:
-    """One provider per service, configured or not (an unconfigured one answers `skipped`)."""
-    transports, clients = transports or {}, clients or {}
+    """One provider per service, configured or not (an unconfigured one answers `skipped`).
+
+    `transports` (by provider name) replaces the transport a provider builds itself: the same class and
+    send path, with the test's deadlines, TLS trust or limits."""
+    transports = transports or {}
 
     def http(name: str) -> dict[str, Any]:
-        return {"client": clients.get(name), "transport": transports.get(name), "timeout": timeout}
+        return {"transport": transports.get(name), "timeout": timeout}
 
     apns_key, apns_problem = _read(settings.apns_key_path, settings.apns_key)
     apns = ApnsProvider(

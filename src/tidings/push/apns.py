@@ -3,10 +3,9 @@
 One ES256 provider JWT is shared by every send and refreshed after `refresh_after` seconds (40 min: Apple
 rejects tokens older than an hour and answers 429 TooManyProviderTokenUpdates to refreshes more often than
 every 20 min). ExpiredProviderToken makes `send` mint a new token once (only if nobody else already did) and
-resend. Requests go over our own HTTP/2 client (h2client.py, which says why) unless an httpx client or
-transport is injected. After GOAWAY or a lost connection the next send opens a new connection; a send the
-server certainly did not process (above GOAWAY's last stream, REFUSED_STREAM) is resent once at once, any
-other comes back as retry_later.
+resend. Requests go over the push transport (transport/, HTTP/2 only: Apple speaks nothing else), which
+resends by itself what Apple certainly did not process (REFUSED_STREAM, above a GOAWAY) and ends every
+request within `timeout`; anything else without an answer comes back as retry_later.
 """
 
 from __future__ import annotations
@@ -16,17 +15,23 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
 import jwt
 import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import payloads
-from ._http import DEFAULT_TIMEOUT, make_client, network_failure, parse_retry_after
-from .base import NOT_CONFIGURED, Notification, Outcome, Provider, Result, Target
-from .h2client import H2Error, encode_headers, literal
-from .h2pool import Pool
+from .base import (
+    NOT_CONFIGURED,
+    Notification,
+    Outcome,
+    Provider,
+    Result,
+    Target,
+    parse_retry_after,
+    transport_failure,
+)
+from .transport import DEFAULT_TIMEOUT, Transport, TransportError, volatile
 
 PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"
@@ -43,7 +48,7 @@ class ApnsPrepared:
     event_id: str
     payload: bytes
     headers: dict[str, str]
-    block: bytes  # the same headers HPACK-encoded once, for the HTTP/2 client
+    wire: list[tuple[bytes, bytes]]  # the same headers as the transport takes them, built once per event
 
 
 def apns_id(event_id: str, device_id: str) -> str:
@@ -72,10 +77,10 @@ class ApnsProvider(Provider):
         clock: Callable[[], float],
         timeout: float = DEFAULT_TIMEOUT,
         refresh_after: float = 40 * 60,
-        client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`transport` replaces the one built from `timeout` and `ssl_context` (tests inject their own)."""
         if not 20 * 60 <= refresh_after <= 50 * 60:
             raise ValueError(
                 "refresh_after must be 20-50 minutes: Apple refuses older tokens and faster rotation"
@@ -101,14 +106,10 @@ class ApnsProvider(Provider):
             except ValueError as exc:
                 missing.insert(0, f"a valid .p8 key ({exc})")
         self.missing = ", ".join(missing)
-        self.timeout = timeout
-        self.ssl_context = ssl_context  # for https: default the system trust store
-        # Our own HTTP/2 client by default (h2client.py says why); an httpx client or transport when injected.
-        self._httpx = client or (
-            make_client(http2_only=True, timeout=timeout, transport=transport) if transport else None
+        self.transport = transport or Transport(
+            timeout=timeout, http1=False, ssl_context=ssl_context, service="APNs"
         )
-        self._pools: dict[str, Pool] = {}
-        self._auth_block = ("", b"")
+        self._auth = ("", b"")
 
     @property
     def configured(self) -> bool:
@@ -137,9 +138,8 @@ class ApnsProvider(Provider):
         collapse = payloads.apns_collapse_id(note)
         if collapse:
             headers["apns-collapse-id"] = collapse
-        return ApnsPrepared(
-            note.event_id, payloads.apns_payload(note), headers, encode_headers(headers.items())
-        )
+        wire = [(name.encode(), value.encode()) for name, value in headers.items()]
+        return ApnsPrepared(note.event_id, payloads.apns_payload(note), headers, wire)
 
     def _base(self, target: Target) -> str:
         return self.base_url or (SANDBOX_URL if target.environment == "sandbox" else PRODUCTION_URL)
@@ -162,63 +162,22 @@ class ApnsProvider(Provider):
     async def _post(
         self, target: Target, prepared: ApnsPrepared, topic: str, ident: str, bearer: str
     ) -> Result:
-        for attempt in (1, 2):
-            try:
-                if self._httpx is not None:
-                    status, body, retry_after = await self._post_httpx(target, prepared, topic, ident, bearer)
-                else:
-                    status, body, retry_after = await self._post_h2(target, prepared, topic, ident, bearer)
-            except (httpx.RemoteProtocolError, httpx.WriteError) as exc:
-                # A connection Apple closed (GOAWAY, idle timeout) before it took this stream: the request
-                # was not processed, so one immediate resend on a fresh connection is safe.
-                if attempt == 2:
-                    return network_failure(exc)
-            except H2Error as exc:
-                if attempt == 2 or not exc.retryable:
-                    return Result(Outcome.retry_later, f"network: {exc}"[:300])
-            except httpx.HTTPError as exc:
-                return network_failure(exc)
-            except TimeoutError:
-                return Result(Outcome.retry_later, "timeout: no response from APNs")
-            except OSError as exc:
-                return Result(Outcome.retry_later, f"network: {type(exc).__name__}: {exc}"[:300])
-            else:
-                return self._classify(status, body, retry_after)
-        raise AssertionError("unreachable")
+        if self._auth[0] != bearer:
+            self._auth = (bearer, bearer.encode())
+        headers = [
+            *prepared.wire,
+            (b"apns-topic", topic.encode()),
+            volatile(b"apns-id", ident.encode()),
+            (b"authorization", self._auth[1]),
+        ]
+        path = b"/3/device/" + target.token.encode()
+        try:
+            response = await self.transport.request(self._base(target), path, headers, prepared.payload)
+        except TransportError as exc:
+            return transport_failure(exc)
+        return self._classify(response.status, response.body, response.header(b"retry-after"))
 
-    async def _post_h2(
-        self, target: Target, prepared: ApnsPrepared, topic: str, ident: str, bearer: str
-    ) -> tuple[int, bytes, str | None]:
-        base = self._base(target)
-        pool = self._pools.get(base)
-        if pool is None:
-            pool = self._pools[base] = Pool(base, connect_timeout=self.timeout, ssl_context=self.ssl_context)
-        if self._auth_block[0] != bearer:
-            self._auth_block = (bearer, literal(b"authorization", bearer.encode()))
-        headers = b"".join(
-            (
-                prepared.block,
-                literal(b"apns-topic", topic.encode()),
-                literal(b"apns-id", ident.encode()),
-                self._auth_block[1],
-            )
-        )
-        response = await pool.request(
-            b"/3/device/" + target.token.encode(), headers, prepared.payload, self.timeout
-        )
-        retry_after = response.header(b"retry-after")
-        return response.status, response.body, retry_after.decode() if retry_after else None
-
-    async def _post_httpx(
-        self, target: Target, prepared: ApnsPrepared, topic: str, ident: str, bearer: str
-    ) -> tuple[int, bytes, str | None]:
-        assert self._httpx is not None
-        headers = {**prepared.headers, "apns-topic": topic, "apns-id": ident, "authorization": bearer}
-        url = f"{self._base(target)}/3/device/{target.token}"
-        response = await self._httpx.post(url, content=prepared.payload, headers=headers)
-        return response.status_code, response.content, response.headers.get("retry-after")
-
-    def _classify(self, status: int, body: bytes, retry_after: str | None) -> Result:
+    def _classify(self, status: int, body: bytes, retry_after: bytes | None) -> Result:
         if status == 200:
             return Result(Outcome.delivered, status=200)
         reason = _reason(body) or f"HTTP {status}"
@@ -232,13 +191,10 @@ class ApnsProvider(Provider):
 
     @property
     def connections_opened(self) -> int:
-        return sum(pool.connections_opened for pool in self._pools.values())
+        return self.transport.connections_opened
 
     async def aclose(self) -> None:
-        if self._httpx is not None:
-            await self._httpx.aclose()
-        for pool in self._pools.values():
-            await pool.aclose()
+        await self.transport.aclose()
 
 
 def _reason(body: bytes) -> str:

@@ -10,8 +10,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from .transport import TransportError, TransportTimeout
 
 if TYPE_CHECKING:
     from ..events import PushSpec
@@ -62,6 +65,29 @@ class Notification:
 
 
 NOT_CONFIGURED = Result(Outcome.skipped, "not_configured")
+
+
+def transport_failure(error: TransportError) -> Result:
+    """No answer (deadline, lost connection, TLS) is transient: retry later. "(not sent)" marks a request the
+    server certainly never saw, so that a retry of it is not a duplicate."""
+    reason = str(error) if isinstance(error, TransportTimeout) else f"network: {error}"
+    if not error.sent:
+        reason = f"{reason[:280]} (not sent)"
+    return Result(Outcome.retry_later, reason[:300])
+
+
+def parse_retry_after(value: str | bytes | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    text = (value.decode("latin-1") if isinstance(value, bytes) else value).strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - now)
 
 
 class Provider(ABC):

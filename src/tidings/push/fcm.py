@@ -4,7 +4,8 @@ OAuth2: google-auth's service-account credentials do the JWT-bearer exchange (RF
 details and its error parsing. google-auth is synchronous, so the refresh runs in a worker thread
 (`asyncio.to_thread`) behind a lock, over a small httpx-backed google-auth transport (no `requests`).
 The token is cached until five minutes before it expires, measured on the injected clock. An answer 401
-(our token was refused) drops the cached token, fetches a new one once and resends.
+(our token was refused) drops the cached token, fetches a new one once and resends. Sends go over the push
+transport (transport/: HTTP/2, HTTP/1.1 for hosts without it).
 """
 
 from __future__ import annotations
@@ -23,13 +24,20 @@ import orjson
 from google.oauth2 import service_account
 
 from . import payloads
-from ._http import DEFAULT_TIMEOUT, make_client, parse_retry_after
-from .base import NOT_CONFIGURED, Notification, Outcome, Provider, Result, Target
-from .h2client import encode_headers, literal
-from .transport import Answer, Http2First
+from .base import (
+    NOT_CONFIGURED,
+    Notification,
+    Outcome,
+    Provider,
+    Result,
+    Target,
+    parse_retry_after,
+    transport_failure,
+)
+from .transport import DEFAULT_TIMEOUT, Response, Transport, TransportError
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
-JSON_BLOCK = encode_headers([("content-type", "application/json")])
+JSON = (b"content-type", b"application/json")
 DEFAULT_URL = "https://fcm.googleapis.com"
 REFRESH_MARGIN = 300.0
 QUOTA_BACKOFF = 60.0  # FCM asks for at least a minute after QUOTA_EXCEEDED without Retry-After
@@ -102,10 +110,11 @@ class FcmProvider(Provider):
         token_url: str = "",
         clock: Callable[[], float],
         timeout: float = DEFAULT_TIMEOUT,
-        client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
         token_transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """`transport` replaces the one built from `timeout` (tests inject their own); `token_transport` is the
+        httpx transport of the OAuth exchange."""
         self.clock = clock
         self.token_fetches = 0  # OAuth exchanges so far (tests and metrics read it)
         self._credentials: service_account.Credentials | None = None
@@ -132,15 +141,9 @@ class FcmProvider(Provider):
         self.send_url = f"{base}/v1/projects/{self.project_id}/messages:send"
         parts = urlsplit(self.send_url)
         self._origin, self._path = f"{parts.scheme}://{parts.netloc}", parts.path.encode()
-        self._auth_block = ("", b"")
+        self._auth: tuple[str, list[tuple[bytes, bytes]]] = ("", [])
         self._oauth = _Request(httpx.Client(transport=token_transport, timeout=timeout))
-        # FCM speaks HTTP/2: our own client (h2client.py says why), httpx for HTTP/1.1-only hosts or when injected.
-        self._http = Http2First(
-            client or make_client(http2_only=False, timeout=timeout, transport=transport),
-            use_h2=client is None and transport is None,
-            timeout=timeout,
-            service="FCM",
-        )
+        self.transport = transport or Transport(timeout=timeout, service="FCM")
 
     @property
     def configured(self) -> bool:
@@ -179,24 +182,24 @@ class FcmProvider(Provider):
                 return Result(outcome, f"oauth: {exc}"[:300])
             except google.auth.exceptions.TransportError as exc:
                 return Result(Outcome.retry_later, f"oauth: {exc}"[:300])
-            if self._auth_block[0] != token:
-                self._auth_block = (token, JSON_BLOCK + literal(b"authorization", f"Bearer {token}".encode()))
-            headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-            answer = await self._http.post(self._origin, self._path, self._auth_block[1], headers, body)
-            if isinstance(answer, Result):
-                return answer
+            if self._auth[0] != token:
+                self._auth = (token, [JSON, (b"authorization", f"Bearer {token}".encode())])
+            try:
+                answer = await self.transport.request(self._origin, self._path, self._auth[1], body)
+            except TransportError as exc:
+                return transport_failure(exc)
             if answer.status != 401 or _error_code(answer.body) == "THIRD_PARTY_AUTH_ERROR":
                 return self._classify(answer)
             stale = token  # our access token was refused: fetch a new one once
         return Result(Outcome.credentials, "UNAUTHENTICATED", 401)
 
-    def _classify(self, answer: Answer) -> Result:
+    def _classify(self, answer: Response) -> Result:
         status = answer.status
         if status == 200:
             return Result(Outcome.delivered, status=200)
         code = _error_code(answer.body)
         message = _error_message(answer.body)
-        retry_after = parse_retry_after(answer.retry_after, self.clock())
+        retry_after = parse_retry_after(answer.header(b"retry-after"), self.clock())
         if code in DEAD_CODES:
             return Result(Outcome.dead_token, code, status)
         if code == "INVALID_ARGUMENT" and "token" in message.lower():
@@ -212,7 +215,7 @@ class FcmProvider(Provider):
         return Result(Outcome.rejected, f"{code or status}: {message}"[:300], status)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self.transport.aclose()
         self._oauth._client.close()
 
 

@@ -3,7 +3,7 @@
 `TTL` is always sent (a day unless the spec says otherwise: pywebpush's default of 0 silently drops pushes
 for any browser that is not online at that moment). Endpoints come from browsers, so each is checked against
 the allowed hosts before we POST anything to it. Push services speak HTTP/2 (FCM, Mozilla, Apple): we send
-over our own HTTP/2 client and fall back to HTTP/1.1 (httpx) for an origin that does not.
+over the push transport (transport/), which falls back to HTTP/1.1 for an origin that does not.
 """
 
 from __future__ import annotations
@@ -13,14 +13,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpx
-
 from . import ece, payloads
-from ._http import DEFAULT_TIMEOUT, make_client, parse_retry_after
-from .base import NOT_CONFIGURED, Notification, Outcome, Provider, Result, Target
+from .base import (
+    NOT_CONFIGURED,
+    Notification,
+    Outcome,
+    Provider,
+    Result,
+    Target,
+    parse_retry_after,
+    transport_failure,
+)
 from .endpoints import EndpointPolicy
-from .h2client import encode_headers, literal
-from .transport import Http2First
+from .transport import DEFAULT_TIMEOUT, Transport, TransportError
 from .vapid import VapidKey, VapidSigner
 
 
@@ -28,7 +33,7 @@ from .vapid import VapidKey, VapidSigner
 class WebPushPrepared:
     plaintext: bytes
     headers: dict[str, str]
-    block: bytes  # the same headers HPACK-encoded once, for the HTTP/2 client
+    wire: list[tuple[bytes, bytes]]  # the same headers (and content-length) as the transport takes them
 
 
 CREATED = Result(Outcome.delivered, status=201)
@@ -47,9 +52,9 @@ class WebPushProvider(Provider):
         allowed_hosts: Iterable[str] = (),
         http_hosts: Iterable[str] = (),
         timeout: float = DEFAULT_TIMEOUT,
-        client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
     ) -> None:
+        """`transport` replaces the one built from `timeout` (tests inject their own)."""
         self.clock = clock
         self.endpoints = EndpointPolicy.from_lists(http_hosts, allowed_hosts)  # the registry's policy too
         self.signer: VapidSigner | None = None
@@ -65,17 +70,10 @@ class WebPushProvider(Provider):
                 missing.append(f"TIDINGS_VAPID_SUBJECT: {exc}")
         self.missing = ", ".join(missing)
         self.timeout = timeout
-        # HTTP/2 on our own client first (h2client.py says why); HTTP/1.1 through httpx for origins without h2,
-        # and for every origin when an httpx client or transport is injected.
-        self._http = Http2First(
-            client or make_client(http2_only=False, timeout=timeout, transport=transport),
-            use_h2=client is None and transport is None,
-            timeout=timeout,
-            service="the push service",
-        )
+        self.transport = transport or Transport(timeout=timeout, service="the push service")
         self._routes: dict[str, tuple[str, bytes] | str] = {}
         self._decoded: dict[tuple[str, str], tuple[bytes, bytes]] = {}
-        self._auth_literals: dict[str, tuple[str, bytes]] = {}
+        self._auth_headers: dict[str, tuple[str, tuple[bytes, bytes]]] = {}
 
     @property
     def configured(self) -> bool:
@@ -94,9 +92,10 @@ class WebPushProvider(Provider):
         plaintext = payloads.webpush_plaintext(note)
         # Every recipient's body has the same length: header (86) + plaintext + delimiter (1) + tag (16).
         length = str(ece.HEADER_SIZE + len(plaintext) + 1 + ece.TAG_SIZE)
-        return WebPushPrepared(
-            plaintext, headers, encode_headers([*headers.items(), ("content-length", length)])
-        )
+        wire = [
+            (name.encode(), value.encode()) for name, value in [*headers.items(), ("content-length", length)]
+        ]
+        return WebPushPrepared(plaintext, headers, wire)
 
     def endpoint_problem(self, endpoint: str) -> str:
         """Why we will not POST to this endpoint, or "" when it is fine."""
@@ -116,19 +115,17 @@ class WebPushProvider(Provider):
             # Keys that are not a P-256 point and a 16-byte secret will never work: retire the subscription.
             return Result(Outcome.dead_token, f"bad_subscription_keys: {exc}"[:300])
         authorization = self.signer.for_origin(origin)
-        cached = self._auth_literals.get(origin)
+        cached = self._auth_headers.get(origin)
         if cached is None or cached[0] != authorization:
-            cached = self._auth_literals[origin] = (
-                authorization,
-                literal(b"authorization", authorization.encode()),
-            )
-        headers = {**prepared.headers, "authorization": authorization}  # only for HTTP/1.1 (httpx)
-        answer = await self._http.post(origin, path, prepared.block + cached[1], headers, body)
-        if isinstance(answer, Result):
-            return answer
+            cached = self._auth_headers[origin] = (authorization, (b"authorization", authorization.encode()))
+        try:
+            answer = await self.transport.request(origin, path, [*prepared.wire, cached[1]], body)
+        except TransportError as exc:
+            return transport_failure(exc)
         if answer.status == 201:  # the usual answer: skip decoding anything
             return CREATED
-        return self._classify(answer.status, answer.body[:200].decode(errors="replace"), answer.retry_after)
+        text = answer.body[:200].decode(errors="replace")
+        return self._classify(answer.status, text, answer.header(b"retry-after"))
 
     def _route(self, endpoint: str) -> tuple[str, bytes] | str:
         """(origin, path) of an endpoint, or why we refuse it; memoised: a device is sent to again and again."""
@@ -152,7 +149,7 @@ class WebPushProvider(Provider):
             self._decoded[(p256dh, auth)] = keys
         return keys
 
-    def _classify(self, status: int, text: str, retry_after_header: str | None) -> Result:
+    def _classify(self, status: int, text: str, retry_after_header: bytes | None) -> Result:
         if 200 <= status < 300:
             return Result(Outcome.delivered, status=status)
         reason = f"HTTP {status}: {text[:200]}".strip().rstrip(":")
@@ -166,4 +163,4 @@ class WebPushProvider(Provider):
         return Result(Outcome.rejected, reason, status)  # 400, 413 payload too large...
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self.transport.aclose()

@@ -1,0 +1,123 @@
+"""How we set up h2 for the push transport, and the values a connection hands around (Response, Limits).
+
+h2 is configured for a client whose request headers are built by our own providers: no outbound validation or
+normalisation, no Huffman coding on send (hpack's coder is pure Python, per byte), bytes in and out. The HPACK
+decoder keeps a fixed bound of its own (see connection.py for why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import h2.config
+import h2.connection
+import hpack
+from h2.connection import ConnectionInputs, ConnectionState
+
+Headers = list[tuple[bytes, bytes]]
+
+CONFIG = h2.config.H2Configuration(
+    client_side=True,
+    header_encoding=None,  # bytes in, bytes out: no str round trips per header
+    # Our request headers are built by our providers and known to be valid; h2's per-header checks on them
+    # were a large share of its CPU per request (bench/push).
+    validate_outbound_headers=False,
+    normalize_outbound_headers=False,
+    # What a server sends is checked where we use it (:status); h2's inbound validation turns one odd header
+    # into a ProtocolError that ends the whole connection.
+    validate_inbound_headers=False,
+    normalize_inbound_headers=False,
+)
+PING = struct.Struct("!Q")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds of one connection; every buffer it keeps has one."""
+
+    max_streams: int = 1000  # our cap on concurrent streams, below the server's MAX_CONCURRENT_STREAMS
+    max_header_list_size: int = 64 * 1024  # advertised; a larger answer fails its own stream only
+    hard_header_list_size: int = 1024 * 1024  # HPACK-bomb guard: above it the connection fails
+    max_body: int = 1024 * 1024  # a larger answer body fails its own stream
+    window: int = 1024 * 1024  # our receive window, per stream and for the connection
+    max_informational: int = 16  # 1xx answers tolerated before the final one
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    headers: Headers
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of a (lower-case) header, or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class Stream:
+    __slots__ = ("body", "future", "headers", "informational", "pending", "status")
+
+    def __init__(self, future: asyncio.Future[Response]) -> None:
+        self.future = future
+        self.status = 0
+        self.headers: Headers = []
+        self.body = bytearray()
+        self.informational = 0
+        self.pending: memoryview | None = None  # request body still waiting for flow-control credit
+
+
+class Decoder(hpack.Decoder):
+    """HPACK decoding with a fixed bound: h2 sets the decoder's bound to our advertised size when our SETTINGS
+    are acked, which would make an oversized answer fatal to the connection (see connection.py)."""
+
+    def __init__(self, bound: int) -> None:
+        self.bound = bound
+        super().__init__()
+
+    @property
+    def max_header_list_size(self) -> int:
+        return self.bound
+
+    @max_header_list_size.setter
+    def max_header_list_size(self, value: int) -> None:
+        pass
+
+
+class StateMachine(h2.connection.H2ConnectionStateMachine):
+    """h2's connection state machine, except that a GOAWAY received leaves it open (see connection.py): the
+    streams at or below its last stream id still finish. Done here, inside h2's own processing, because frames
+    right behind the GOAWAY in the same read would otherwise already be refused."""
+
+    def process_input(self, input_: ConnectionInputs) -> list[Any]:
+        if input_ is ConnectionInputs.RECV_GOAWAY and self.state is not ConnectionState.CLOSED:
+            return []
+        return super().process_input(input_)
+
+
+class Encoder(hpack.Encoder):
+    """HPACK encoding without Huffman coding of literals (pure Python in hpack, per byte)."""
+
+    def encode(self, headers: Any, huffman: bool = False) -> bytes:
+        return super().encode(headers, huffman=False)
+
+
+def retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def header_list_size(headers: Headers) -> int:
+    return sum(len(name) + len(value) + 32 for name, value in headers)  # RFC 9113 §6.5.2
+
+
+def status_of(headers: Headers) -> int:
+    for name, value in headers:
+        if name == b":status":
+            return int(value) if value.isdigit() and len(value) == 3 else 0
+    return 0
