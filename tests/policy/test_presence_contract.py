@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from tidings.policy.presence import Presence, PresenceOptions, create_presence
+from tidings.policy import Presence, PresenceOptions, create_presence
 
 from .policy_rig import ManualClock
 

@@ -1,7 +1,35 @@
-"""Delivery policy: presence (who is online anywhere) and debounce windows (leading + trailing edge)."""
+"""Delivery policy: presence (who is online anywhere) and debounce windows (leading + trailing edge).
+
+Backends are chosen by URL like the bus's: `memory://` (one process) or `redis://` / `rediss://` / `unix://`,
+imported lazily so the embedded mode never loads the Redis backends.
+"""
 
 from __future__ import annotations
 
-from .presence import MemoryPresence, Presence, PresenceOptions, PresenceStatus, create_presence
+from typing import TYPE_CHECKING
+
+from .presence import MemoryPresence, Presence, PresenceOptions, PresenceStatus
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 __all__ = ["MemoryPresence", "Presence", "PresenceOptions", "PresenceStatus", "create_presence"]
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def create_presence(
+    url: str = "memory://",
+    *,
+    prefix: str = "tidings",
+    options: PresenceOptions | None = None,
+    client: Redis | None = None,
+) -> Presence:
+    """Presence for a bus URL; `client` shares an existing Redis connection pool (not closed by us)."""
+    if url.startswith("memory://"):
+        return MemoryPresence(options)
+    if url.startswith(_REDIS_SCHEMES):
+        from .presence_redis import RedisPresence
+
+        return RedisPresence(url, prefix=prefix, options=options, client=client)
+    raise ValueError(f"no presence backend for {url!r}: use memory:// or redis://")

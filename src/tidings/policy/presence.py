@@ -2,7 +2,7 @@
 
 The router reports every stream it opens and closes with `connected(user_id)` / `disconnected(user_id)`:
 synchronous and O(1), because it runs on the connect path of every stream. Queries are async because the
-cluster-wide backend answers from Redis. `create_presence("memory://" | "redis://...")` picks the backend;
+cluster-wide backend answers from Redis. `tidings.policy.create_presence(url)` picks the backend;
 the Redis one (`presence_redis.py`) is imported only when asked for.
 
 `last_seen` is the time (epoch seconds, the injected clock) a user was last known online: `now` while they
@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING
 from ..clock import Clock, system_clock
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from ..config import Settings
 
 
@@ -168,17 +166,3 @@ class MemoryPresence(Presence):
     def local_connections(self, user_id: str) -> int:
         return self._local.counts.get(user_id, 0)
 
-
-def create_presence(
-    url: str = "memory://",
-    *,
-    prefix: str = "tidings",
-    options: PresenceOptions | None = None,
-    client: Redis | None = None,
-) -> Presence:
-    """The backend for a bus URL: `memory://` (one process) or `redis://` / `rediss://` / `unix://`."""
-    if url.startswith("memory://"):
-        return MemoryPresence(options)
-    from .presence_redis import RedisPresence  # lazily: the embedded mode never imports the Redis backend
-
-    return RedisPresence(url, prefix=prefix, options=options, client=client)
