@@ -8,12 +8,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .debounce import Closed, DebounceFlusher, DebounceOptions, DebounceStore, Merged, Offer
+from .debounce_memory import MemoryDebounce
 from .presence import MemoryPresence, Presence, PresenceOptions, PresenceStatus
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["MemoryPresence", "Presence", "PresenceOptions", "PresenceStatus", "create_presence"]
+__all__ = [
+    "Closed",
+    "DebounceFlusher",
+    "DebounceOptions",
+    "DebounceStore",
+    "MemoryDebounce",
+    "MemoryPresence",
+    "Merged",
+    "Offer",
+    "Presence",
+    "PresenceOptions",
+    "PresenceStatus",
+    "create_debounce",
+    "create_presence",
+]
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -33,3 +49,20 @@ def create_presence(
 
         return RedisPresence(url, prefix=prefix, options=options, client=client)
     raise ValueError(f"no presence backend for {url!r}: use memory:// or redis://")
+
+
+def create_debounce(
+    url: str = "memory://",
+    *,
+    prefix: str = "tidings",
+    options: DebounceOptions | None = None,
+    client: Redis | None = None,
+) -> DebounceStore:
+    """Debounce windows for a bus URL; with Redis they hold across every process sharing it."""
+    if url.startswith("memory://"):
+        return MemoryDebounce(options)
+    if url.startswith(_REDIS_SCHEMES):
+        from .debounce_redis import RedisDebounce
+
+        return RedisDebounce(url, prefix=prefix, options=options, client=client)
+    raise ValueError(f"no debounce backend for {url!r}: use memory:// or redis://")

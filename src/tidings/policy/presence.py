@@ -165,4 +165,3 @@ class MemoryPresence(Presence):
 
     def local_connections(self, user_id: str) -> int:
         return self._local.counts.get(user_id, 0)
-
