@@ -30,13 +30,24 @@ class ManualClock:
 
 
 class CountingRedis(Redis):
-    """A client that counts commands sent on their own (each one round trip; pipelines are not used here)."""
+    """A client that counts its round trips: each command sent on its own, each pipeline executed."""
 
     calls: int = 0
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         self.calls += 1
         return await super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        async def counted(raise_on_error: bool = True) -> Any:
+            self.calls += 1
+            return await execute(raise_on_error)
+
+        pipe.execute = counted  # type: ignore[method-assign]
+        return pipe
 
 
 async def wait_until(
@@ -57,7 +68,7 @@ async def spawn(code: str, *args: str) -> asyncio.subprocess.Process:
     )
 
 
-async def read_line(proc: asyncio.subprocess.Process, seconds: float = 20.0) -> str:
+async def read_line(proc: asyncio.subprocess.Process, seconds: float = 60.0) -> str:
     assert proc.stdout is not None
     async with asyncio.timeout(seconds):
         line = await proc.stdout.readline()

@@ -57,6 +57,16 @@ async def test_a_stream_on_one_process_counts_on_another(make: Make) -> None:
     assert (await a.status("u")).connections == 3
 
 
+async def test_any_user_id_round_trips(make: Make) -> None:
+    a, b = make(), make()
+    odd = ["ünï😀", "line\nbreak", 'quo"te', "", "x" * 256, "1e3", "-0"]
+    for user in odd:
+        a.connected(user)
+    await a.flush()
+    assert await b.online_many([*odd, "0"]) == {**dict.fromkeys(odd, True), "0": False}
+    assert [(await b.status(user)).connections for user in odd] == [1] * len(odd)
+
+
 async def test_changes_reach_other_processes_without_a_flush(make: Make) -> None:
     a, b = make(sync_delay=0.05), make()
     await a.start()

@@ -23,6 +23,7 @@ injected clock, so processes must share a clock (NTP); a skew shifts expiry by t
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -67,12 +68,15 @@ redis.call('PEXPIRE', KEYS[3], ARGV[5])
 return {stale, reaped}
 """
 
-# KEYS: procs, seen. ARGV: self, now, ttl, proc key prefix, want last-seen (0/1), users...
+# KEYS: procs, seen. ARGV: self, now, ttl, proc key prefix, want last-seen (0/1), users (a JSON array: one
+# argument, because packing a thousand arguments cost the client more than the whole query costs Redis).
 # Counts come from live processes other than the caller (the caller adds its own, unsynced, local counts).
+# Returns {counts, last seen | nil} for one user (want last-seen = 1), else a string of 0/1 flags.
 _QUERY = """
 local horizon = tonumber(ARGV[2]) - tonumber(ARGV[3])
 local want_seen = ARGV[5] == '1'
-local n = #ARGV - 5
+local users = cjson.decode(ARGV[6])
+local n = #users
 local counts = {}
 for i = 1, n do counts[i] = 0 end
 local seen = false
@@ -84,17 +88,21 @@ for i = 1, #procs, 2 do
   elseif at > horizon then
     for a = 1, n, 500 do
       local b = math.min(a + 499, n)
-      local vals = redis.call('HMGET', h, unpack(ARGV, 5 + a, 5 + b))
+      local vals = redis.call('HMGET', h, unpack(users, a, b))
       for j = 1, #vals do
         if vals[j] then counts[a + j - 1] = counts[a + j - 1] + tonumber(vals[j]) end
       end
     end
-  elseif want_seen and redis.call('HEXISTS', h, ARGV[6]) == 1 then
+  elseif want_seen and redis.call('HEXISTS', h, users[1]) == 1 then
     if (not seen) or at > seen then seen = at end
   end
 end
-if not want_seen then return counts end
-local s = redis.call('ZSCORE', KEYS[2], ARGV[6])
+if not want_seen then
+  -- one bulk string of 0/1 flags: a 1,000-element reply costs the client far more to parse than the query
+  for i = 1, n do counts[i] = counts[i] > 0 and '1' or '0' end
+  return table.concat(counts)
+end
+local s = redis.call('ZSCORE', KEYS[2], users[1])
 if s and ((not seen) or tonumber(s) > seen) then seen = tonumber(s) end
 if seen then seen = tostring(seen) end
 return {counts, seen}
@@ -162,7 +170,7 @@ class RedisPresence(Presence):
         with redis_errors("presence unavailable"):
             counts, seen = await self._query(
                 keys=[self.procs_key, self.seen_key],
-                args=[self.process_id, _ms(now), self._ttl_ms, self.proc_prefix, 1, user_id],
+                args=[self.process_id, _ms(now), self._ttl_ms, self.proc_prefix, 1, json.dumps([user_id])],
             )
         total = int(counts[0]) + self._local.counts.get(user_id, 0)
         if total:
@@ -178,12 +186,21 @@ class RedisPresence(Presence):
         if not users:
             return {}
         with redis_errors("presence unavailable"):
-            counts = await self._query(
+            flags = await self._query(
                 keys=[self.procs_key, self.seen_key],
-                args=[self.process_id, _ms(self._clock()), self._ttl_ms, self.proc_prefix, 0, *users],
+                args=[
+                    self.process_id,
+                    _ms(self._clock()),
+                    self._ttl_ms,
+                    self.proc_prefix,
+                    0,
+                    json.dumps(users),
+                ],
             )
+        if isinstance(flags, str):  # a shared client made with decode_responses=True
+            flags = flags.encode()
         local = self._local.counts
-        return {user: int(count) > 0 or user in local for user, count in zip(users, counts, strict=True)}
+        return {user: flag == 49 or user in local for user, flag in zip(users, flags, strict=True)}  # b"1"
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
