@@ -68,9 +68,12 @@ async def main(users: int) -> None:
             started = time.perf_counter()
             await big.flush()  # first write: the whole state
             rows.append(
-                [f"first write of {users:,} users (heartbeat + full hash)",
-                 f"{(time.perf_counter() - started) * 1e6:,.0f}", str(client.round_trips - before)]
-            )  # fmt: skip
+                [
+                    f"first write of {users:,} users (heartbeat + full hash)",
+                    f"{(time.perf_counter() - started) * 1e6:,.0f}",
+                    str(client.round_trips - before),
+                ]
+            )
             await row(f"heartbeat, process with {users:,} users", lambda i: big._beat(), 500)
 
             async def burst(i: int) -> None:
@@ -92,7 +95,9 @@ async def main(users: int) -> None:
             await row("status(one user) with 5 live processes", lambda i: asker.status(names[i]), 500)
 
             memory = await client.memory_usage(big.own_key)
-            rows.append([f"Redis memory of one process's hash ({users:,} users)", f"{memory / 1024:,.0f} KiB", ""])
+            rows.append(
+                [f"Redis memory of one process's hash ({users:,} users)", f"{memory / 1024:,.0f} KiB", ""]
+            )
 
             clock.now += 60  # everyone but `reaper` is now dead
             reaper = make(client, key_prefix, clock, reap_batch=1000)
