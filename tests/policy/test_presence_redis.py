@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError
 
 from support import free_port
 from tidings.errors import BusUnavailable
@@ -82,6 +84,54 @@ async def test_changes_reach_other_processes_without_a_flush(make: Make) -> None
         return not await online()
 
     await wait_until(offline, 5)
+
+
+class FlakyRedis(Redis):
+    """Pipelines fail while `down` is set, as a Redis restart would make them."""
+
+    down = False
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        async def maybe(raise_on_error: bool = True) -> Any:
+            if self.down:
+                raise ConnectionError("Redis went away")
+            return await execute(raise_on_error)
+
+        pipe.execute = maybe  # type: ignore[method-assign]
+        return pipe
+
+
+async def test_changes_made_while_redis_is_down_are_written_when_it_is_back(
+    redis_settings: dict[str, str], make: Make
+) -> None:
+    clock = ManualClock()
+    client = FlakyRedis.from_url(redis_settings["bus_url"])
+    options = PresenceOptions(ttl=TTL, heartbeat=3, sync_delay=0, clock=clock)
+    a = RedisPresence(prefix=redis_settings["redis_prefix"], options=options, client=client)
+    b = make(clock)
+    a.connected("leaves")
+    await a.flush()
+    client.down = True
+    a.connected("arrives")
+    clock.advance(1)
+    a.disconnected("leaves")
+    left_at = clock.now
+    with pytest.raises(BusUnavailable):
+        await a._sync()
+    client.down = False
+    a.connected("arrives-later")
+    await a.flush()
+    assert await b.online_many(["leaves", "arrives", "arrives-later"]) == {
+        "leaves": False,
+        "arrives": True,
+        "arrives-later": True,
+    }
+    await a.stop()
+    assert (await b.status("leaves")).last_seen == pytest.approx(left_at, abs=0.001)
+    await client.aclose()
 
 
 async def test_a_process_that_stops_heartbeating_stops_counting_after_the_ttl(make: Make) -> None:

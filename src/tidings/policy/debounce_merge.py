@@ -53,6 +53,8 @@ def encode_fields(data: Mapping[str, Any]) -> State:
     """An event's `data` in the state's field form (lists as canonical element texts)."""
     fields: dict[str, list[Any]] = {}
     for name, value in data.items():
+        if not isinstance(name, str):
+            raise TypeError(f"debounced data must be a JSON object with string keys, not {name!r}")
         if isinstance(value, bool):
             fields[name] = ["b", value]
         elif isinstance(value, list | tuple):

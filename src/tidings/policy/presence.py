@@ -47,8 +47,9 @@ class PresenceOptions:
     def __post_init__(self) -> None:
         if not 0 < self.heartbeat < self.ttl:
             raise ValueError("presence heartbeat must be positive and shorter than the ttl")
-        if self.sync_delay < 0 or self.last_seen_retention <= 0 or self.reap_batch < 1:
-            raise ValueError("presence sync_delay >= 0, last_seen_retention > 0 and reap_batch >= 1")
+        if self.sync_delay < 0 or self.last_seen_retention <= 0 or not 1 <= self.reap_batch <= 3000:
+            # 3000: the reap script unpacks 2 x batch arguments, and Lua's C stack holds about 8000
+            raise ValueError("presence sync_delay >= 0, last_seen_retention > 0 and 1 <= reap_batch <= 3000")
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock = system_clock) -> PresenceOptions:
