@@ -11,11 +11,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from typing import Any, cast
 
 from tidings.policy import PresenceOptions
 from tidings.policy.presence_redis import RedisPresence
 
-from .policy_common import REDIS_URL, CountingRedis, ForeignLoad, drop, per_call_us, prefix, table
+from .policy_common import (
+    REDIS_URL,
+    CountingRedis,
+    ForeignLoad,
+    ScriptTime,
+    drop,
+    per_call_us,
+    prefix,
+    table,
+)
 
 
 class Clock:
@@ -32,20 +42,22 @@ def make(client: CountingRedis, key_prefix: str, clock: Clock, **opts: float) ->
 
 
 async def main(users: int) -> None:
-    client = CountingRedis.from_url(REDIS_URL)
+    client = cast(CountingRedis, CountingRedis.from_url(REDIS_URL))
     key_prefix = prefix()
     rows: list[list[object]] = []
 
-    async def row(name: str, call: object, n: int) -> None:
-        before = client.round_trips
-        us = await per_call_us(call, n)  # type: ignore[arg-type]
-        rows.append([name, f"{us:,.1f}", f"{(client.round_trips - before) / n:.2f}"])
+    async def row(name: str, call: Any, n: int, scripts: bool = True) -> None:
+        async with ScriptTime(client, n if scripts else -1) as server:
+            before = client.round_trips
+            wall, cpu = await per_call_us(call, n)
+            trips = f"{(client.round_trips - before) / n:.2f}"
+        rows.append([name, f"{wall:,.1f}", f"{cpu:,.1f}", server.text if scripts else "-", trips])
 
     try:
         with ForeignLoad() as load:
             clock = Clock()
             names = [f"user-{i}" for i in range(users)]
-            rows.append(["router: connected() + disconnected(), per pair", "", "0"])
+            rows.append(["router: connected() + disconnected(), per pair", "", "", "-", "0"])
             local = make(client, key_prefix, clock)
             started = time.perf_counter()
             for _ in range(20):
@@ -53,9 +65,9 @@ async def main(users: int) -> None:
                     local.connected(name)
                 for name in names:
                     local.disconnected(name)
-            rows[-1][1] = f"{(time.perf_counter() - started) / (20 * users) * 1e6:.2f}"
+            rows[-1][1] = rows[-1][2] = f"{(time.perf_counter() - started) / (20 * users) * 1e6:.2f}"
 
-            await row("PING (the round trip alone)", lambda i: client.ping(), 500)
+            await row("PING (the round trip alone)", lambda i: client.ping(), 500, scripts=False)
             small = make(client, key_prefix, clock)
             small.connected("solo")
             await small.flush()
@@ -71,6 +83,8 @@ async def main(users: int) -> None:
                 [
                     f"first write of {users:,} users (heartbeat + full hash)",
                     f"{(time.perf_counter() - started) * 1e6:,.0f}",
+                    "",
+                    "-",
                     str(client.round_trips - before),
                 ]
             )
@@ -82,7 +96,9 @@ async def main(users: int) -> None:
                     big.connected(name)
                 await big._sync()
 
-            await row("sync after 100 users changed (one write)", burst, min(100, users // 100))
+            await row(
+                "sync after 100 users changed (one write)", burst, min(100, users // 100), scripts=False
+            )
             asker = make(client, key_prefix, clock)
             audience = names[:1000]
             await row("online_many(1,000) with 2 live processes", lambda i: asker.online_many(audience), 200)
@@ -94,16 +110,27 @@ async def main(users: int) -> None:
             await row("online_many(1,000) with 5 live processes", lambda i: asker.online_many(audience), 200)
             await row("status(one user) with 5 live processes", lambda i: asker.status(names[i]), 500)
 
-            memory = await client.memory_usage(big.own_key)
+            memory = await client.memory_usage(big.own_key) or 0
             rows.append(
-                [f"Redis memory of one process's hash ({users:,} users)", f"{memory / 1024:,.0f} KiB", ""]
+                [
+                    f"Redis memory of one process's hash ({users:,} users)",
+                    f"{memory / 1024:,.0f} KiB",
+                    "",
+                    "",
+                    "",
+                ]
             )
 
             clock.now += 60  # everyone but `reaper` is now dead
             reaper = make(client, key_prefix, clock, reap_batch=1000)
             await row("heartbeat that reaps 1,000 users of a dead process", lambda i: reaper._beat(), 10)
-        rows.append(["(foreign CPU on the host during the run)", f"{load.pct:.0f}% of a core", ""])
-        print(table(["operation", "µs per call", "round trips"], rows))
+        rows.append(["(foreign CPU on the host during the run)", f"{load.pct:.0f}% of a core", "", "", ""])
+        print(
+            table(
+                ["operation", "µs per call (wall)", "client CPU µs", "Redis µs (script)", "round trips"], rows
+            )
+        )
+        print("\n* other clients ran scripts on this Redis meanwhile: the Redis figure includes theirs")
     finally:
         await drop(client, key_prefix)
         await client.aclose()

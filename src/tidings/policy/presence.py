@@ -41,7 +41,7 @@ class PresenceOptions:
     heartbeat: float = 3.0  # how often a process proves it is alive (well under ttl: a missed beat is fine)
     sync_delay: float = 0.1  # local changes are batched this long before they are written (debounce)
     last_seen_retention: float = 30 * 86_400.0  # how long a last-seen time is kept after the user left
-    reap_batch: int = 1000  # users of a dead process folded into last-seen per heartbeat (bounds one script)
+    reap_batch: int = 500  # users of a dead process folded into last-seen per heartbeat (bounds one script)
     clock: Clock = system_clock
 
     def __post_init__(self) -> None:

@@ -13,7 +13,9 @@ Costs: `connected`/`disconnected` touch only a dict and an Event. Changes are wr
 batched for `sync_delay`, as absolute counts: O(users changed) per write. A heartbeat is one script whose cost
 does not depend on the number of users (ZSCORE + ZADD + PEXPIRE + one range on `procs` + a trim of `seen`),
 plus up to `reap_batch` users while a dead process is being reaped. `online_many` is one script: an HMGET of
-the audience on each live process's hash, O(processes x audience).
+the audience on each live process's hash, O(processes x audience). Measured by bench/policy_presence.py on a
+loaded 2-core host: a heartbeat takes Redis 40-70 µs with 1 or 10,000 users; online_many(1,000) about 1 ms of
+Redis per live process; a process's hash of 10,000 users 600 KiB; reaping costs about 10 µs of Redis per user.
 
 Deviation: the scripts build the per-process key names themselves, so the keys do not all hash to one slot
 (Redis Cluster would need hash tags); the rest of tidings assumes a single Redis as well. Times come from the
@@ -143,7 +145,9 @@ class RedisPresence(Presence):
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._ttl_ms = _ms(self._options.ttl)
-        self._hash_ttl_ms = _ms(max(self._options.ttl * 6, 60.0))  # outlives reaping; frees a lone dead hash
+        # A dead process's hash must outlive its reaping (10,000 users at 500 a beat: 20 beats of one survivor,
+        # 60 s); the ttl frees it when no process survives to reap it.
+        self._hash_ttl_ms = _ms(max(self._options.ttl * 30, 300.0))
 
     def __repr__(self) -> str:
         return f"<RedisPresence {self.process_id!r} local_users={len(self._local.counts)}>"
