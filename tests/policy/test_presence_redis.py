@@ -3,6 +3,7 @@ and real child processes for the SIGKILL case."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -87,15 +88,18 @@ async def test_changes_reach_other_processes_without_a_flush(make: Make) -> None
 
 
 class FlakyRedis(Redis):
-    """Pipelines fail while `down` is set, as a Redis restart would make them."""
+    """Pipelines fail while `down` is set, as a Redis restart would make them, and wait for `gate` if set."""
 
     down = False
+    gate: asyncio.Event | None = None
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
         pipe = super().pipeline(transaction, shard_hint)
         execute = pipe.execute
 
         async def maybe(raise_on_error: bool = True) -> Any:
+            if self.gate is not None:
+                await self.gate.wait()
             if self.down:
                 raise ConnectionError("Redis went away")
             return await execute(raise_on_error)
@@ -131,6 +135,29 @@ async def test_changes_made_while_redis_is_down_are_written_when_it_is_back(
     }
     await a.stop()
     assert (await b.status("leaves")).last_seen == pytest.approx(left_at, abs=0.001)
+    await client.aclose()
+
+
+async def test_last_seen_is_known_while_its_write_is_on_the_way(redis_settings: dict[str, str]) -> None:
+    clock = ManualClock()
+    client = FlakyRedis.from_url(redis_settings["bus_url"])
+    options = PresenceOptions(ttl=TTL, heartbeat=3, sync_delay=0, clock=clock)
+    a = RedisPresence(prefix=redis_settings["redis_prefix"], options=options, client=client)
+    await a.flush()
+    a.connected("u")
+    a.disconnected("u")
+    closed_at = clock.now
+    client.gate = asyncio.Event()
+    writing = asyncio.create_task(a._sync())  # takes the pending close and waits at the gate
+    async with asyncio.timeout(5):
+        while a._dirty:  # the write took the pending close
+            await asyncio.sleep(0)
+    status = await a.status("u")  # neither pending locally nor in Redis yet, but known
+    client.gate.set()
+    await writing
+    assert status.last_seen == pytest.approx(closed_at, abs=0.001)
+    assert (await a.status("u")).last_seen == pytest.approx(closed_at, abs=0.001)
+    await a.stop()
     await client.aclose()
 
 

@@ -40,6 +40,7 @@ from .presence import LocalCounts, Presence, PresenceOptions, PresenceStatus
 log = logging.getLogger("tidings.policy")
 
 _CHUNK = 1000  # users per HSET / ZADD when a whole state is written
+_STOP_SECONDS = 5.0  # how long stop() waits for Redis to take this process's withdrawal
 _MAX_DIRTY = 200_000  # pending changes kept through a Redis outage; beyond this a full rewrite replaces them
 
 # KEYS: procs, own hash, seen. ARGV: self, now, ttl, hash ttl, retention, proc key prefix, reap batch.
@@ -140,6 +141,7 @@ class RedisPresence(Presence):
         self._query = self._redis.register_script(_QUERY)
         self._local = LocalCounts()
         self._dirty: dict[str, float] = {}  # user -> when their last local stream closed (0: still open)
+        self._writing: dict[str, float] = {}  # the changes of the write in flight, until Redis confirms them
         self._resync = True  # the next write replaces our whole hash (first write, or after being reaped)
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -171,6 +173,9 @@ class RedisPresence(Presence):
 
     async def status(self, user_id: str) -> PresenceStatus:
         now = self._clock()
+        # Taken before the query is sent: a close still on its way to Redis is known here, one already
+        # confirmed is in Redis by the time the query runs, so last-seen never falls into the gap between.
+        pending = max(self._dirty.get(user_id, 0.0), self._writing.get(user_id, 0.0))
         with redis_errors("presence unavailable"):
             counts, seen = await self._query(
                 keys=[self.procs_key, self.seen_key],
@@ -179,8 +184,7 @@ class RedisPresence(Presence):
         total = int(counts[0]) + self._local.counts.get(user_id, 0)
         if total:
             return PresenceStatus(True, total, now)
-        candidates = [int(seen) / 1000 if seen is not None else 0.0, self._dirty.get(user_id, 0.0)]
-        last = max(candidates)
+        last = max(int(seen) / 1000 if seen is not None else 0.0, pending)
         if last <= now - self._options.last_seen_retention:
             return PresenceStatus(False, 0, None)
         return PresenceStatus(False, 0, last)
@@ -225,9 +229,11 @@ class RedisPresence(Presence):
             with suppress(asyncio.CancelledError):
                 await task
         try:
-            await self._leave()
-        except BusUnavailable as exc:  # the heartbeat's ttl withdraws us anyway
-            log.warning("presence: leaving the cluster failed (%s); expires in %.0fs", exc, self._options.ttl)
+            # Bounded: shutdown must not hang on a Redis that stopped answering; the ttl withdraws us anyway.
+            async with asyncio.timeout(_STOP_SECONDS):
+                await self._leave()
+        except (BusUnavailable, TimeoutError) as exc:
+            log.warning("presence: leaving the cluster failed (%r); expires in %.0fs", exc, self._options.ttl)
         if self._owns_client:
             await self._redis.aclose()
 
@@ -283,6 +289,7 @@ class RedisPresence(Presence):
             if not self._dirty and not self._resync:
                 return
             dirty, self._dirty = self._dirty, {}
+            self._writing = dirty
             try:
                 await (self._write_all(dirty) if self._resync else self._write(dirty))
             except BusUnavailable:
@@ -292,6 +299,8 @@ class RedisPresence(Presence):
                     self._dirty = {}
                     self._resync = True  # counts are rewritten whole; those last-seen times are lost
                 raise
+            finally:
+                self._writing = {}
             self._resync = False
 
     def _seen_of(self, dirty: dict[str, float]) -> dict[str, int]:
