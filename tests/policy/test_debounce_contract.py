@@ -3,6 +3,7 @@ trailing edges, the merge, spacing, window edges, sliding, budgets and leases.""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
 from itertools import pairwise
@@ -343,6 +344,27 @@ async def test_the_flusher_delivers_closed_windows_and_acks_them(
     assert got[-1].key == "k2" and got[-1].attempt == 2
     clock.advance(5)
     assert await flusher.run_once() == 0
+
+
+async def test_a_started_flusher_closes_windows_on_its_own(make_store: MakeStore, clock: ManualClock) -> None:
+    store = make_store()
+    got: list[Closed] = []
+
+    async def deliver(closed: Closed) -> None:
+        got.append(closed)
+
+    flusher = DebounceFlusher(store, deliver, clock=clock, poll_seconds=0.01)
+    await flusher.start()
+    try:
+        await store.offer("k", "e0", {}, window=W)
+        await store.offer("k", "e1", {}, window=W)
+        clock.advance(W)
+        async with asyncio.timeout(5):
+            while not got:
+                await asyncio.sleep(0.01)
+    finally:
+        await flusher.stop()
+    assert [c.merged.event_ids for c in got] == [("e1",)]
 
 
 async def test_bad_windows_are_refused(store: DebounceStore) -> None:

@@ -28,7 +28,6 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -189,8 +188,9 @@ class DebounceFlusher:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+            done, _ = await asyncio.wait({task}, timeout=5.0)
+            if not done:
+                log.error("debounce: the flusher did not stop within 5s")
 
     async def _run(self) -> None:
         while True:

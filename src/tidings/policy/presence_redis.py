@@ -226,8 +226,9 @@ class RedisPresence(Presence):
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+            done, _ = await asyncio.wait({task}, timeout=_STOP_SECONDS)
+            if not done:
+                log.error("presence: the background task did not stop within %.0fs", _STOP_SECONDS)
         try:
             # Bounded: shutdown must not hang on a Redis that stopped answering; the ttl withdraws us anyway.
             async with asyncio.timeout(_STOP_SECONDS):
