@@ -124,6 +124,21 @@ class Settings(BaseSettings):
     held_claim_batch: int = Field(100, ge=1, le=10_000)
     held_claim_lease_seconds: float = Field(60, gt=0)
 
+    # --- policy: presence and debounce windows (policy/presence*.py, policy/debounce*.py) -------------------
+    # A process that has not heartbeated for presence_ttl_seconds stops counting (a SIGKILLed one too);
+    # every process sharing a Redis must use the same ttl. Local changes are written after sync_delay.
+    presence_ttl_seconds: float = Field(10, gt=0)
+    presence_heartbeat_seconds: float = Field(3, gt=0)
+    presence_sync_delay_seconds: float = Field(0.1, ge=0)
+    presence_last_seen_days: float = Field(30, gt=0)  # how long "last seen" is remembered after a user left
+    # Merged windows keep at most this many items per list in `data` (the newest) and event ids (the newest;
+    # the count stays exact). The flusher looks for windows due to close every poll period; a trailing
+    # delivery handed to a process that died before finishing it is handed out again after the lease.
+    debounce_max_list_items: int = Field(100, ge=1)
+    debounce_max_ids: int = Field(100, ge=1)
+    debounce_poll_seconds: float = Field(0.1, gt=0)
+    debounce_lease_seconds: float = Field(30, gt=0)
+
     @field_validator("jwt_algorithms", "webpush_allowed_hosts", "webpush_http_hosts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -144,6 +159,14 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"unsupported algorithm(s) {bad}; choose from {sorted(allowed)}")
         return value
+
+    @model_validator(mode="after")
+    def _presence_heartbeat_within_ttl(self) -> Settings:
+        if self.presence_heartbeat_seconds >= self.presence_ttl_seconds:
+            raise ValueError(
+                "TIDINGS_PRESENCE_HEARTBEAT_SECONDS must be shorter than TIDINGS_PRESENCE_TTL_SECONDS"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:
