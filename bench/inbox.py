@@ -1,0 +1,223 @@
+"""``python -m bench.inbox [--quick] [--samples N] [--explain]``: the inbox on PostgreSQL at a million rows.
+
+Loads the data set of `bench/inbox_load.py` into a database of its own (dropped afterwards), then times the
+store's public calls one at a time from this process (asyncpg through SQLAlchemy, as the hub will call them),
+each over many random users: a first page, a later page, an unread-only page, counts, for readers without and
+with the role that 1,000 role-wide items address; marking all read for users of 10 to 100,000 items; and
+publishing an item to one user, one role, everyone, ten users (with the rows each wrote).
+
+Targets (issue 14): list and counts p99 < 10 ms; mark-all-read flat in the inbox size; publishing to a role
+costs what publishing to one user costs. The machine is shared: `uptime` before and after is printed, and
+the run takes the host-wide benchmark lock (bench/launcher.py) so two benchmarks never overlap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql
+
+from bench.inbox_load import ROLE, SIZE_USERS, DataSet, Shape, bench_database, load
+from bench.launcher import exclusive
+from tidings import db
+from tidings.inbox import InboxStore, NewItem, Reader
+from tidings.inbox.queries import channel_params, counts_statement, page_statement
+from tidings.inbox.tables import inbox_entries, inbox_items
+
+PAGE = 20
+
+
+@dataclass
+class Row:
+    what: str
+    n: int
+    p50: float
+    p99: float
+    max: float
+    note: str = ""
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+async def _timed(
+    what: str, samples: int, op: Callable[[int], Awaitable[object]], note: str = "", budget: float = 30
+) -> Row:
+    for k in range(min(50, samples)):  # warm the statement cache and the connection pool
+        await op(-1 - k)
+    took: list[float] = []
+    deadline = time.monotonic() + budget
+    for k in range(samples):
+        t0 = time.perf_counter()
+        await op(k)
+        took.append((time.perf_counter() - t0) * 1000)
+        if time.monotonic() > deadline:
+            note = (note + f" (stopped at the {budget:.0f} s budget)").strip()
+            break
+    return Row(what, len(took), _pct(took, 50), _pct(took, 99), max(took), note)
+
+
+def _reader(rng: random.Random, users: int, staff: bool) -> Reader:
+    return Reader(f"user-{rng.randrange(users):05d}", frozenset({ROLE}) if staff else frozenset())
+
+
+async def _reads(store: InboxStore, data: DataSet, samples: int) -> list[Row]:
+    rows = []
+    users = data.shape.users
+    for staff in (False, True):
+        rng = random.Random(7 + staff)
+        who = "reader with role" if staff else "reader"
+
+        async def first(_: int, staff: bool = staff, rng: random.Random = rng) -> object:
+            return await store.list(_reader(rng, users, staff), limit=PAGE)
+
+        async def third(_: int, staff: bool = staff, rng: random.Random = rng) -> object:
+            reader = _reader(rng, users, staff)
+            page = await store.list(reader, limit=PAGE)
+            page = await store.list(reader, limit=PAGE, cursor=page.next_cursor)
+            return await store.list(reader, limit=PAGE, cursor=page.next_cursor)
+
+        async def unread(_: int, staff: bool = staff, rng: random.Random = rng) -> object:
+            return await store.list(_reader(rng, users, staff), limit=PAGE, unread_only=True)
+
+        async def counts(_: int, staff: bool = staff, rng: random.Random = rng) -> object:
+            return await store.counts(_reader(rng, users, staff))
+
+        rows.append(await _timed(f"list first page ({PAGE}), {who}", samples, first))
+        rows.append(await _timed(f"list pages 1-3, {who}", samples // 2, third, "3 calls per sample"))
+        rows.append(await _timed(f"list unread only, {who}", samples, unread))
+        rows.append(await _timed(f"counts, {who}", samples, counts))
+    big = Reader("size-100k", frozenset({ROLE}))
+    rows.append(await _timed("counts, 100,000-item user + role", samples // 4, lambda _: store.counts(big)))
+    return rows
+
+
+async def _mark_all(store: InboxStore, samples: int) -> list[Row]:
+    rows = []
+    for user, size in SIZE_USERS.items():
+        reader = Reader(user)
+        rows.append(
+            await _timed(
+                f"mark all read, inbox of {size:,}", samples // 4, lambda _, r=reader: _mark(store, r)
+            )
+        )
+    rng = random.Random(11)
+
+    async def some(_: int) -> object:
+        reader = Reader("size-1k")
+        page = await store.list(reader, limit=10, cursor=None)
+        rng.shuffle(page.items)
+        return await store.mark(reader, "read", [item.id for item in page.items])
+
+    rows.append(await _timed("list 10 + mark those 10 read", samples // 4, some, "2 calls per sample"))
+    return rows
+
+
+async def _mark(store: InboxStore, reader: Reader) -> object:
+    return await store.mark(reader, "read", "all")
+
+
+async def _rows_written(store: InboxStore) -> tuple[int, int]:
+    async with store.engine.connect() as conn:
+        items = (await conn.execute(select(func.count()).select_from(inbox_items))).scalar_one()
+        entries = (await conn.execute(select(func.count()).select_from(inbox_entries))).scalar_one()
+    return items, entries
+
+
+async def _publish(store: InboxStore, samples: int) -> list[Row]:
+    item = NewItem(event_id="1-0", type="orders.updated", title="Order shipped", body="Your order left.")
+    targets: list[tuple[str, dict[str, object]]] = [
+        ("publish to one user", {"users": ["user-00001"]}),
+        (f"publish to role {ROLE!r}", {"roles": [ROLE]}),
+        ("publish to everyone", {"broadcast": True}),
+        ("publish to 10 users", {"users": [f"user-{n:05d}" for n in range(10)]}),
+    ]
+    rows = []
+    for what, audience in targets:
+        before = await _rows_written(store)
+        row = await _timed(what, samples // 2, lambda _, a=audience: store.add(item, **a))  # type: ignore[arg-type]
+        after = await _rows_written(store)
+        calls = row.n + min(50, samples // 2)
+        row.note = f"{(after[0] - before[0]) / calls:.0f} item + {(after[1] - before[1]) / calls:.0f} entry rows each"
+        rows.append(row)
+    return rows
+
+
+async def _explain(store: InboxStore) -> str:
+    reader = Reader("user-00042", frozenset({ROLE}))
+    channels = reader.channels()
+    params = {**channel_params(channels), "user": reader.user_id, "cap": store.max_items_per_user}
+    stmts = {
+        "list (first page, reader with role)": page_statement(
+            len(channels), after=False, unread_only=False, category=False, archived=False, muted=False
+        ).params(limit=PAGE + 1, **params),
+        "counts (reader with role, nothing read)": counts_statement(len(channels), muted=False).params(
+            **params
+        ),
+    }
+    out = []
+    async with store.engine.connect() as conn:
+        for name, stmt in stmts.items():
+            sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+            plan = await conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}")
+            out.append(f"-- {name}\n" + "\n".join(line for (line,) in plan))
+    return "\n\n".join(out)
+
+
+def _table(rows: list[Row]) -> str:
+    lines = ["| operation | n | p50 ms | p99 ms | max ms | note |", "|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r.what} | {r.n} | {r.p50:.2f} | {r.p99:.2f} | {r.max:.2f} | {r.note} |")
+    return "\n".join(lines)
+
+
+def _uptime() -> str:
+    with open("/proc/loadavg") as fh:
+        return "load average " + " ".join(fh.read().split()[:3]) + f" on {os.cpu_count()} CPUs"
+
+
+async def run(shape: Shape, samples: int, explain: bool) -> None:
+    print(f"before: {_uptime()}", flush=True)
+    async with bench_database() as url:
+        data = await load(url, shape)
+        print(
+            f"loaded {data.items:,} items / {data.entries:,} entries in {data.load_seconds:.1f} s "
+            f"(COPY + VACUUM ANALYZE)",
+            flush=True,
+        )
+        engine = db.create_engine(url, pool_size=2)
+        store = InboxStore(engine)
+        try:
+            rows = await _reads(store, data, samples)
+            rows += await _mark_all(store, samples)
+            rows += await _publish(store, samples)
+            print(_table(rows), flush=True)
+            if explain:
+                print("\n" + await _explain(store))
+        finally:
+            await engine.dispose()
+    print(f"after: {_uptime()}", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.inbox", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="100,000 items over 1,000 users: a smoke run")
+    p.add_argument("--samples", type=int, default=2000, help="timed calls per read operation")
+    p.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the two hot queries")
+    args = p.parse_args()
+    shape = Shape(users=1_000, direct_items=100_000) if args.quick else Shape()
+    with exclusive():
+        asyncio.run(run(shape, args.samples, args.explain))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Inbox retention: delete what aged out and what a user's cap pushed out, in short transactions.
+
+- Items older than the retention go with their entries and marks (ON DELETE CASCADE). Role, topic and
+  broadcast items leave only this way: they are shared, so no one user's cap can delete them (a reader sees
+  at most the newest `cap` of everything anyway, see queries.py).
+- Direct entries beyond a user's newest `cap` are deleted with that user's marks at or below them, and items
+  left without any entry go too. Nothing a reader can see changes: those entries were outside the window.
+- A cursor nobody moved for the retention (plus a day of slack for clocks of different processes) covers only
+  items already deleted, so it is forgotten.
+
+Each step works in batches of `batch` rows, one transaction each, so a large backlog never holds SQLite's
+write lock (or PostgreSQL row locks) for long. Finding over-cap users scans the direct entries' index once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, exists, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tidings.db import write_tx
+from tidings.inbox.models import PruneReport
+from tidings.inbox.tables import inbox_cursors, inbox_entries, inbox_items, inbox_marks
+
+__all__ = ["prune"]
+
+BATCH = 5000
+_CURSOR_SLACK = timedelta(days=1)
+
+
+async def prune(
+    engine: AsyncEngine, *, now: datetime, retention_days: int, cap: int, batch: int = BATCH
+) -> PruneReport:
+    cutoff = now - timedelta(days=retention_days)
+    expired = await _expire(engine, cutoff, batch)
+    capped = await _cap(engine, cap, batch)
+    async with write_tx(engine) as conn:
+        result = await conn.execute(
+            delete(inbox_cursors).where(inbox_cursors.c.updated_at < cutoff - _CURSOR_SLACK)
+        )
+    return PruneReport(expired=expired, capped=capped, cursors=result.rowcount or 0)
+
+
+async def _expire(engine: AsyncEngine, cutoff: datetime, batch: int) -> int:
+    i = inbox_items.c
+    total = 0
+    while True:
+        oldest = select(i.seq).where(i.created_at < cutoff).order_by(i.created_at).limit(batch)
+        async with write_tx(engine) as conn:
+            result = await conn.execute(delete(inbox_items).where(i.seq.in_(oldest.scalar_subquery())))
+        deleted = result.rowcount or 0
+        total += deleted
+        if deleted < batch:
+            return total
+
+
+async def _cap(engine: AsyncEngine, cap: int, batch: int) -> int:
+    e = inbox_entries.c
+    # "u:" .. "u;" is every direct channel (";" follows ":"), as a range the primary key can scan.
+    over = (
+        select(e.channel)
+        .where(e.channel >= "u:", e.channel < "u;")
+        .group_by(e.channel)
+        .having(func.count() > cap)
+    )
+    async with engine.connect() as conn:
+        channels = [channel for (channel,) in await conn.execute(over)]
+    total = 0
+    for channel in channels:
+        total += await _cap_channel(engine, channel, cap, batch)
+    return total
+
+
+async def _cap_channel(engine: AsyncEngine, channel: str, cap: int, batch: int) -> int:
+    e, m, i = inbox_entries.c, inbox_marks.c, inbox_items.c
+    newest_dropped = (
+        select(e.seq)
+        .where(e.channel == channel)
+        .order_by(e.seq.desc())
+        .offset(cap)
+        .limit(1)
+        .scalar_subquery()
+    )
+    total = 0
+    while True:
+        async with write_tx(engine) as conn:
+            limit = (await conn.execute(select(newest_dropped))).scalar()
+            if limit is None:
+                return total
+            doomed = select(e.seq).where(e.channel == channel, e.seq <= limit).order_by(e.seq).limit(batch)
+            seqs = [seq for (seq,) in await conn.execute(doomed)]
+            await conn.execute(delete(inbox_entries).where(e.channel == channel, e.seq.in_(seqs)))
+            await conn.execute(delete(inbox_marks).where(m.user_id == channel[2:], m.seq.in_(seqs)))
+            orphan = ~exists().where(e.seq == i.seq)
+            await conn.execute(delete(inbox_items).where(i.seq.in_(seqs), orphan))
+        total += len(seqs)
+        if len(seqs) < batch:
+            return total
