@@ -40,7 +40,7 @@ def _check_name(field_name: str, value: str) -> None:
 
 
 def _check_text(field_name: str, value: str | None, limit: int, *, required: bool = False) -> None:
-    if value is None:
+    if value is None or (required and not value):
         if required:
             raise InvalidInboxInput(field_name, "is required")
         return
@@ -106,8 +106,10 @@ class NewItem:
     def __post_init__(self) -> None:
         _check_text("event_id", self.event_id, 64, required=True)
         _check_text("type", self.type, 128, required=True)
-        _check_text("title", self.title, 256, required=True)
-        _check_text("body", self.body, 4096, required=True)
+        _check_text("title", self.title, 256)  # may be empty; None is not a title
+        _check_text("body", self.body, 4096)
+        if self.title is None or self.body is None:
+            raise InvalidInboxInput("title" if self.title is None else "body", "must be a string")
         _check_text("url", self.url, 2048)
         _check_text("icon", self.icon, 2048)
         _check_text("category", self.category, 64)

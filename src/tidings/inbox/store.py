@@ -104,23 +104,35 @@ class InboxStore:
         """
         if not batch:
             return []
+        async with write_tx(self.engine) as conn:
+            return await self.add_in(conn, batch)
+
+    async def add_in(
+        self, conn: AsyncConnection, batch: Sequence[tuple[NewItem, Sequence[str]]]
+    ) -> list[str]:
+        """`add_many` inside the caller's transaction (opened with `tidings.db.write_tx`).
+
+        The items become visible, and count for a concurrent mark-all, when that transaction commits; keep it
+        short: on PostgreSQL it holds the insert lock (see the module docstring) until then.
+        """
+        if not batch:
+            return []
         now = self._now()
         rows = [_item_row(item, now) for item, _ in batch]
-        async with write_tx(self.engine) as conn:
-            if self._postgres:
-                await conn.execute(_INSERT_LOCK)
-            result = await conn.execute(
-                inbox_items.insert().returning(inbox_items.c.seq, sort_by_parameter_order=True), rows
-            )
-            seqs = [row.seq for row in result]
-            entries = [
-                {"channel": channel, "seq": seq, "category": item.category, "scope": item.scope,
-                 "critical": item.critical}
-                for seq, (item, channels) in zip(seqs, batch, strict=True)
-                for channel in dict.fromkeys(channels)
-            ]  # fmt: skip
-            if entries:
-                await conn.execute(inbox_entries.insert(), entries)
+        if self._postgres:
+            await conn.execute(_INSERT_LOCK)
+        result = await conn.execute(
+            inbox_items.insert().returning(inbox_items.c.seq, sort_by_parameter_order=True), rows
+        )
+        seqs = [row.seq for row in result]
+        entries = [
+            {"channel": channel, "seq": seq, "category": item.category, "scope": item.scope,
+             "critical": item.critical}
+            for seq, (item, channels) in zip(seqs, batch, strict=True)
+            for channel in dict.fromkeys(channels)
+        ]  # fmt: skip
+        if entries:
+            await conn.execute(inbox_entries.insert(), entries)
         return [item_id(seq) for seq in seqs]
 
     async def mark(
