@@ -24,6 +24,7 @@ from sqlalchemy import Row, case, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from tidings.config import Settings
 from tidings.db import write_tx
 from tidings.inbox import prune as pruning
 from tidings.inbox.cursor import decode_cursor, encode_cursor, item_id, parse_id, parse_ids
@@ -74,6 +75,19 @@ class InboxStore:
         # Reads are single statements (one snapshot): on PostgreSQL they skip BEGIN/ROLLBACK, two round trips.
         # (Not on SQLite, whose connections tidings.db keeps in manual transaction control.)
         self._reads = engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine
+
+    @classmethod
+    def from_settings(
+        cls, engine: AsyncEngine, settings: Settings, *, clock: Callable[[], float] = time.time
+    ) -> InboxStore:
+        """A store with the TIDINGS_INBOX_* limits of `settings`."""
+        return cls(
+            engine,
+            clock=clock,
+            retention_days=settings.inbox_retention_days,
+            max_items_per_user=settings.inbox_max_items_per_user,
+            max_ids_per_request=settings.inbox_max_ids_per_request,
+        )
 
     def __repr__(self) -> str:
         return f"<InboxStore {self.engine.url.render_as_string(hide_password=True)!r}>"
