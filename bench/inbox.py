@@ -4,7 +4,7 @@ Loads the data set of `bench/inbox_load.py` into a database of its own (dropped 
 store's public calls one at a time from this process (asyncpg through SQLAlchemy, as the hub will call them),
 each over many random users: a first page, a later page, an unread-only page, counts, for readers without and
 with the role that 1,000 role-wide items address; marking all read for users of 10 to 100,000 items; and
-publishing an item to one user, one role, everyone, ten users (with the rows each wrote).
+publishing an item to one user, one role, everyone, ten users (with the rows each wrote); one prune.
 
 Targets (issue 14): list and counts p99 < 10 ms; mark-all-read flat in the inbox size; publishing to a role
 costs what publishing to one user costs. The machine is shared: `uptime` before and after is printed, and
@@ -152,6 +152,22 @@ async def _publish(store: InboxStore, samples: int) -> list[Row]:
     return rows
 
 
+async def _prune(store: InboxStore) -> list[Row]:
+    """One prune with work (the 100,000-item user down to the cap), then one with nothing to do."""
+    rows = []
+    for what in (
+        "prune: 100,000-item user down to the cap",
+        "prune: nothing to do (scan for over-cap users)",
+    ):
+        t0 = time.perf_counter()
+        report = await store.prune()
+        took = (time.perf_counter() - t0) * 1000
+        rows.append(
+            Row(what, 1, took, took, took, f"{report.capped:,} entries capped, {report.expired} expired")
+        )
+    return rows
+
+
 async def _explain(store: InboxStore) -> str:
     reader = Reader("user-00042", frozenset({ROLE}))
     channels = reader.channels()
@@ -200,6 +216,7 @@ async def run(shape: Shape, samples: int, explain: bool) -> None:
             rows = await _reads(store, data, samples)
             rows += await _mark_all(store, samples)
             rows += await _publish(store, samples)
+            rows += await _prune(store)
             print(_table(rows), flush=True)
             if explain:
                 print("\n" + await _explain(store))

@@ -44,6 +44,17 @@ async def test_prune_works_through_a_backlog_in_batches(
     assert (await table_rows(engine))["inbox_items"] == 1
 
 
+async def test_prune_caps_in_batches(store: InboxStore, engine: AsyncEngine, clock: FakeClock) -> None:
+    await store.add_many([(item(f"n{k}"), ["u:alice"]) for k in range(CAP + 10)])
+    await store.add_many([(item(f"m{k}"), ["u:bob"]) for k in range(CAP + 1)])
+    before = await titles(store, reader("alice"))
+    now = datetime.fromtimestamp(clock.now, UTC)
+    report = await prune(engine, now=now, retention_days=30, cap=CAP, batch=4)
+    assert report.capped == 11
+    assert await titles(store, reader("alice")) == before
+    assert (await table_rows(engine))["inbox_items"] == 2 * CAP
+
+
 async def test_prune_caps_direct_items_per_user_and_spares_shared_ones(
     store: InboxStore, engine: AsyncEngine
 ) -> None:

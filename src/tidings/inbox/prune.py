@@ -3,8 +3,9 @@
 - Items older than the retention go with their entries and marks (ON DELETE CASCADE). Role, topic and
   broadcast items leave only this way: they are shared, so no one user's cap can delete them (a reader sees
   at most the newest `cap` of everything anyway, see queries.py).
-- Direct entries beyond a user's newest `cap` are deleted with that user's marks at or below them, and items
-  left without any entry go too. Nothing a reader can see changes: those entries were outside the window.
+- Direct entries beyond a user's newest `cap` are deleted (as seq ranges, oldest first) with that user's marks
+  at or below them, and items left without any entry go too. Nothing a reader can see changes: those entries
+  were outside the window.
 - A cursor nobody moved for the retention (plus a day of slack for clocks of different processes) covers only
   items already deleted, so it is forgotten.
 
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import BigInteger, ColumnElement, any_, bindparam, cast, delete, exists, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tidings.db import write_tx
 from tidings.inbox.models import PruneReport
@@ -73,27 +75,40 @@ async def _cap(engine: AsyncEngine, cap: int, batch: int) -> int:
 
 
 async def _cap_channel(engine: AsyncEngine, channel: str, cap: int, batch: int) -> int:
-    e, m, i = inbox_entries.c, inbox_marks.c, inbox_items.c
-    newest_dropped = (
-        select(e.seq)
-        .where(e.channel == channel)
-        .order_by(e.seq.desc())
-        .offset(cap)
-        .limit(1)
-        .scalar_subquery()
-    )
+    e, m = inbox_entries.c, inbox_marks.c
+    # The newest entry beyond the cap, then batches of the oldest entries up to it, deleted as seq ranges.
+    beyond = select(e.seq).where(e.channel == channel).order_by(e.seq.desc()).offset(cap).limit(1)
     total = 0
     while True:
         async with write_tx(engine) as conn:
-            limit = (await conn.execute(select(newest_dropped))).scalar()
+            limit = (await conn.execute(beyond)).scalar()
             if limit is None:
                 return total
-            doomed = select(e.seq).where(e.channel == channel, e.seq <= limit).order_by(e.seq).limit(batch)
-            seqs = [seq for (seq,) in await conn.execute(doomed)]
-            await conn.execute(delete(inbox_entries).where(e.channel == channel, e.seq.in_(seqs)))
-            await conn.execute(delete(inbox_marks).where(m.user_id == channel[2:], m.seq.in_(seqs)))
-            orphan = ~exists().where(e.seq == i.seq)
-            await conn.execute(delete(inbox_items).where(i.seq.in_(seqs), orphan))
+            upto = (
+                await conn.execute(
+                    select(e.seq).where(e.channel == channel).order_by(e.seq).offset(batch - 1).limit(1)
+                )
+            ).scalar()
+            upto = limit if upto is None else min(upto, limit)
+            gone = await conn.execute(
+                delete(inbox_entries).where(e.channel == channel, e.seq <= upto).returning(e.seq)
+            )
+            seqs = [seq for (seq,) in gone]
+            # All of this user's marks at or below `upto`, role items' too: with `cap` direct items above it,
+            # none of them can be in the user's window again, whatever roles a later token carries.
+            await conn.execute(delete(inbox_marks).where(m.user_id == channel[2:], m.seq <= upto))
+            await conn.execute(delete(inbox_items).where(_one_of(inbox_items.c.seq, seqs, conn), _orphan))
         total += len(seqs)
-        if len(seqs) < batch:
+        if limit == upto:
             return total
+
+
+_orphan = ~exists().where(inbox_entries.c.seq == inbox_items.c.seq)
+
+
+def _one_of(column: ColumnElement[int], values: list[int], conn: AsyncConnection) -> ColumnElement[bool]:
+    """`column IN values`: one array parameter on PostgreSQL (a list of thousands of parameters costs more to
+    send and plan than the delete itself), an IN list elsewhere."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(cast(bindparam("values", values), ARRAY(BigInteger())))
+    return column.in_(values)
