@@ -1,10 +1,11 @@
 """``python -m bench.inbox [--quick] [--samples N] [--explain]``: the inbox on PostgreSQL at a million rows.
 
 Loads the data set of `bench/inbox_load.py` into a database of its own (dropped afterwards), then times the
-store's public calls one at a time from this process (asyncpg through SQLAlchemy, as the hub will call them),
-each over many random users: a first page, a later page, an unread-only page, counts, for readers without and
-with the role that 1,000 role-wide items address; marking all read for users of 10 to 100,000 items; and
-publishing an item to one user, one role, everyone, ten users (with the rows each wrote); one prune.
+store's public calls from this process (asyncpg through SQLAlchemy, as the hub will call them), one call at a
+time, the operations of a group taking turns so a burst of foreign load hits all of them alike: over many
+random users a first page, pages 1-3, an unread-only page and counts, for readers without and with the role
+that 1,000 role-wide items address; marking all read for users of 10 to 100,000 items; publishing an item to
+one user, one role, everyone, ten users (with the rows each writes); then one prune.
 
 Targets (issue 14): list and counts p99 < 10 ms; mark-all-read flat in the inbox size; publishing to a role
 costs what publishing to one user costs. The machine is shared: `uptime` before and after is printed, and
@@ -20,6 +21,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql
@@ -49,81 +51,75 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-async def _timed(
-    what: str, samples: int, op: Callable[[int], Awaitable[object]], note: str = "", budget: float = 30
-) -> Row:
-    for k in range(min(50, samples)):  # warm the statement cache and the connection pool
-        await op(-1 - k)
-    took: list[float] = []
+Op = Callable[[], Awaitable[object]]
+
+
+async def _round_robin(ops: list[tuple[str, Op, str]], samples: int, budget: float = 60) -> list[Row]:
+    """Time each op `samples` times, taking turns, so a burst of foreign load hits every row alike."""
+    for _ in range(min(50, samples)):  # warm the statement cache, the plans and the connection pool
+        for _name, op, _note in ops:
+            await op()
+    took: list[list[float]] = [[] for _ in ops]
     deadline = time.monotonic() + budget
-    for k in range(samples):
-        t0 = time.perf_counter()
-        await op(k)
-        took.append((time.perf_counter() - t0) * 1000)
+    stopped = False
+    for _ in range(samples):
+        for k, (_name, op, _note) in enumerate(ops):
+            t0 = time.perf_counter()
+            await op()
+            took[k].append((time.perf_counter() - t0) * 1000)
         if time.monotonic() > deadline:
-            note = (note + f" (stopped at the {budget:.0f} s budget)").strip()
+            stopped = True
             break
-    return Row(what, len(took), _pct(took, 50), _pct(took, 99), max(took), note)
+    rows = []
+    for (name, _op, note), values in zip(ops, took, strict=True):
+        if stopped:
+            note = (note + f" (stopped at the {budget:.0f} s budget)").strip()
+        rows.append(Row(name, len(values), _pct(values, 50), _pct(values, 99), max(values), note))
+    return rows
 
 
-def _reader(rng: random.Random, users: int, staff: bool) -> Reader:
-    return Reader(f"user-{rng.randrange(users):05d}", frozenset({ROLE}) if staff else frozenset())
+def _readers(users: int, staff: bool, seed: int) -> Callable[[], Reader]:
+    rng = random.Random(seed)
+    roles = frozenset({ROLE}) if staff else frozenset()
+    return lambda: Reader(f"user-{rng.randrange(users):05d}", roles)
 
 
 async def _reads(store: InboxStore, data: DataSet, samples: int) -> list[Row]:
-    rows = []
-    users = data.shape.users
+    ops: list[tuple[str, Op, str]] = []
     for staff in (False, True):
-        rng = random.Random(7 + staff)
         who = "reader with role" if staff else "reader"
+        pick = _readers(data.shape.users, staff, seed=7 + staff)
 
-        async def first(_: int, staff: bool = staff, rng: random.Random = rng) -> object:
-            return await store.list(_reader(rng, users, staff), limit=PAGE)
-
-        async def third(_: int, staff: bool = staff, rng: random.Random = rng) -> object:
-            reader = _reader(rng, users, staff)
+        async def third(pick: Callable[[], Reader] = pick) -> object:
+            reader = pick()
             page = await store.list(reader, limit=PAGE)
             page = await store.list(reader, limit=PAGE, cursor=page.next_cursor)
             return await store.list(reader, limit=PAGE, cursor=page.next_cursor)
 
-        async def unread(_: int, staff: bool = staff, rng: random.Random = rng) -> object:
-            return await store.list(_reader(rng, users, staff), limit=PAGE, unread_only=True)
-
-        async def counts(_: int, staff: bool = staff, rng: random.Random = rng) -> object:
-            return await store.counts(_reader(rng, users, staff))
-
-        rows.append(await _timed(f"list first page ({PAGE}), {who}", samples, first))
-        rows.append(await _timed(f"list pages 1-3, {who}", samples // 2, third, "3 calls per sample"))
-        rows.append(await _timed(f"list unread only, {who}", samples, unread))
-        rows.append(await _timed(f"counts, {who}", samples, counts))
+        ops += [
+            (f"list first page ({PAGE}), {who}", lambda p=pick: store.list(p(), limit=PAGE), ""),
+            (f"list pages 1-3, {who}", third, "3 calls per sample"),
+            (f"list unread only, {who}", lambda p=pick: store.list(p(), limit=PAGE, unread_only=True), ""),
+            (f"counts, {who}", lambda p=pick: store.counts(p()), ""),
+        ]
     big = Reader("size-100k", frozenset({ROLE}))
-    rows.append(await _timed("counts, 100,000-item user + role", samples // 4, lambda _: store.counts(big)))
-    return rows
+    ops.append(("counts, 100,000-item user + role", lambda: store.counts(big), "window capped at 1,000"))
+    return await _round_robin(ops, samples)
 
 
-async def _mark_all(store: InboxStore, samples: int) -> list[Row]:
-    rows = []
-    for user, size in SIZE_USERS.items():
-        reader = Reader(user)
-        rows.append(
-            await _timed(
-                f"mark all read, inbox of {size:,}", samples // 4, lambda _, r=reader: _mark(store, r)
-            )
-        )
-    rng = random.Random(11)
+async def _marks(store: InboxStore, samples: int) -> list[Row]:
+    ops: list[tuple[str, Op, str]] = [
+        (f"mark all read, inbox of {size:,}", lambda r=Reader(user): store.mark(r, "read", "all"), "")
+        for user, size in SIZE_USERS.items()
+    ]
+    reader = Reader("size-1k")
 
-    async def some(_: int) -> object:
-        reader = Reader("size-1k")
-        page = await store.list(reader, limit=10, cursor=None)
-        rng.shuffle(page.items)
+    async def some() -> object:
+        page = await store.list(reader, limit=10)
         return await store.mark(reader, "read", [item.id for item in page.items])
 
-    rows.append(await _timed("list 10 + mark those 10 read", samples // 4, some, "2 calls per sample"))
-    return rows
-
-
-async def _mark(store: InboxStore, reader: Reader) -> object:
-    return await store.mark(reader, "read", "all")
+    ops.append(("list 10 + mark those 10 read", some, "2 calls per sample"))
+    return await _round_robin(ops, samples // 4)
 
 
 async def _rows_written(store: InboxStore) -> tuple[int, int]:
@@ -135,21 +131,20 @@ async def _rows_written(store: InboxStore) -> tuple[int, int]:
 
 async def _publish(store: InboxStore, samples: int) -> list[Row]:
     item = NewItem(event_id="1-0", type="orders.updated", title="Order shipped", body="Your order left.")
-    targets: list[tuple[str, dict[str, object]]] = [
+    targets: list[tuple[str, dict[str, Any]]] = [
         ("publish to one user", {"users": ["user-00001"]}),
         (f"publish to role {ROLE!r}", {"roles": [ROLE]}),
         ("publish to everyone", {"broadcast": True}),
         ("publish to 10 users", {"users": [f"user-{n:05d}" for n in range(10)]}),
     ]
-    rows = []
+    ops: list[tuple[str, Op, str]] = []
     for what, audience in targets:
         before = await _rows_written(store)
-        row = await _timed(what, samples // 2, lambda _, a=audience: store.add(item, **a))  # type: ignore[arg-type]
+        await store.add(item, **audience)
         after = await _rows_written(store)
-        calls = row.n + min(50, samples // 2)
-        row.note = f"{(after[0] - before[0]) / calls:.0f} item + {(after[1] - before[1]) / calls:.0f} entry rows each"
-        rows.append(row)
-    return rows
+        note = f"writes {after[0] - before[0]} item + {after[1] - before[1]} entry rows"
+        ops.append((what, lambda a=audience: store.add(item, **a), note))
+    return await _round_robin(ops, samples // 2)
 
 
 async def _prune(store: InboxStore) -> list[Row]:
@@ -214,7 +209,7 @@ async def run(shape: Shape, samples: int, explain: bool) -> None:
         store = InboxStore(engine)
         try:
             rows = await _reads(store, data, samples)
-            rows += await _mark_all(store, samples)
+            rows += await _marks(store, samples)
             rows += await _publish(store, samples)
             rows += await _prune(store)
             print(_table(rows), flush=True)
