@@ -83,13 +83,8 @@ def _branches(columns: tuple[str, ...], n_channels: int, low: ColumnElement[int]
 
 
 def _window(n_channels: int, low: ColumnElement[int]) -> Subquery:
-    """The newest `cap` distinct item seqs on the reader's channels with seq > low, newest first."""
-    merged = _branches(("seq",), n_channels, low)
-    return select(merged.c.seq).distinct().order_by(merged.c.seq.desc()).limit(_CAP).subquery("w")
-
-
-def _counted_window(n_channels: int, low: ColumnElement[int]) -> Subquery:
-    """`_window` with each item's category, scope and critical flag, from the entries' covering index.
+    """The newest `cap` distinct items on the reader's channels with seq > low, newest first: seq and the
+    item's category, scope and critical flag, all from the entries' covering index.
 
     Duplicates collapse by GROUP BY seq (the copies of one item's columns are equal): unlike DISTINCT over all
     four columns it keeps the merge's order, so PostgreSQL still stops after `cap` rows.
@@ -122,9 +117,11 @@ def _not_muted(scope: ColumnElement[Any], critical: ColumnElement[bool]) -> Colu
 def page_statement(
     n_channels: int, *, after: bool, unread_only: bool, category: bool, archived: bool, muted: bool
 ) -> Select[Any]:
-    """A page: item columns plus the reader's `seen`, `read`, `archived`, newest first, `:limit` rows.
+    """A page: item columns plus the reader's `is_seen`, `is_read`, `is_archived`, newest first, `:limit` rows.
 
     Parameters: user, cap, limit, ch0..chN-1, and `before` / `category` / `scopes` when their flag is set.
+    The page is chosen from the window and the reader's marks alone (filters use the entries' copies of
+    category and scope); only its `limit` rows are then joined to their items.
     """
     seen_upto, read_upto, archived_upto = _cursor("seen_upto"), _cursor("read_upto"), _cursor("archived_upto")
     low: ColumnElement[int] = literal(0)
@@ -133,27 +130,32 @@ def page_statement(
     w = _window(n_channels, low)
     read = or_(w.c.seq <= read_upto, m.c.read_at.is_not(None))
     is_archived = or_(w.c.seq <= archived_upto, m.c.archived_at.is_not(None))
-    stmt = (
+    chosen = (
         select(
-            *ITEM_COLUMNS,
+            w.c.seq,
             or_(w.c.seq <= seen_upto, m.c.seen_at.is_not(None), read).label("is_seen"),
             read.label("is_read"),
             is_archived.label("is_archived"),
         )
-        .select_from(w.join(i, i.c.seq == w.c.seq).outerjoin(m, _marks_of(w)))
+        .select_from(w.outerjoin(m, _marks_of(w)))
+        .where(is_archived if archived else m.c.archived_at.is_(None))
         .order_by(w.c.seq.desc())
         .limit(bindparam("limit", type_=Integer))
     )
     if after:
-        stmt = stmt.where(w.c.seq < bindparam("before", type_=Integer))
-    stmt = stmt.where(is_archived if archived else m.c.archived_at.is_(None))
+        chosen = chosen.where(w.c.seq < bindparam("before", type_=Integer))
     if unread_only:
-        stmt = stmt.where(w.c.seq > read_upto, m.c.read_at.is_(None))
+        chosen = chosen.where(w.c.seq > read_upto, m.c.read_at.is_(None))
     if category:
-        stmt = stmt.where(i.c.category == bindparam("category", type_=i.c.category.type))
+        chosen = chosen.where(w.c.category == bindparam("category", type_=i.c.category.type))
     if muted:
-        stmt = stmt.where(_not_muted(i.c.scope, i.c.critical))
-    return stmt
+        chosen = chosen.where(_not_muted(w.c.scope, w.c.critical == 1))
+    page = chosen.subquery("page")
+    return (
+        select(*ITEM_COLUMNS, page.c.is_seen, page.c.is_read, page.c.is_archived)
+        .select_from(page.join(i, i.c.seq == page.c.seq))
+        .order_by(page.c.seq.desc())
+    )
 
 
 @functools.cache
@@ -164,7 +166,7 @@ def counts_statement(n_channels: int, *, muted: bool) -> Select[Any]:
     once from the reader's few marks; a join would let a generic plan probe the marks once per window row.
     """
     # Read implies seen (marking read moves both), so every unseen item is unread: only seq > read_upto counts.
-    w = _counted_window(n_channels, _cursor("read_upto", "archived_upto"))
+    w = _window(n_channels, _cursor("read_upto", "archived_upto"))
     done = select(m.c.seq).where(
         m.c.user_id == _USER, or_(m.c.read_at.is_not(None), m.c.archived_at.is_not(None))
     )

@@ -92,7 +92,9 @@ inbox_marks = Table(
     Column("seen_at", UtcDateTime(), nullable=True),
     Column("read_at", UtcDateTime(), nullable=True),
     Column("archived_at", UtcDateTime(), nullable=True),
-    Index("ix_inbox_marks_seq", "seq"),  # the cascade from inbox_items
+    # The cascade from inbox_items; with user_id too, so a probe for (seq, user) that a plan makes through it
+    # stays one entry even on a role-wide item thousands of members marked.
+    Index("ix_inbox_marks_seq_user_id", "seq", "user_id"),
 )
 
 inbox_cursors = Table(

@@ -71,7 +71,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_id", "seq", name="pk_inbox_marks"),
     )
-    op.create_index("ix_inbox_marks_seq", "inbox_marks", ["seq"])
+    op.create_index("ix_inbox_marks_seq_user_id", "inbox_marks", ["seq", "user_id"])
 
     op.create_table(
         "inbox_cursors",
