@@ -24,16 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql
 
+from bench.inbox_db import PAGE, db_times, explain
 from bench.inbox_load import ROLE, SIZE_USERS, DataSet, Shape, bench_database, load
 from bench.launcher import exclusive
 from tidings import db
 from tidings.inbox import InboxStore, NewItem, Reader
-from tidings.inbox.queries import channel_params, counts_statement, page_statement
 from tidings.inbox.tables import inbox_entries, inbox_items
-
-PAGE = 20
 
 
 @dataclass
@@ -169,25 +166,12 @@ async def _prune(store: InboxStore) -> list[Row]:
     return rows
 
 
-async def _explain(store: InboxStore) -> str:
-    reader = Reader("user-00042", frozenset({ROLE}))
-    channels = reader.channels()
-    params = {**channel_params(channels), "user": reader.user_id, "cap": store.max_items_per_user}
-    stmts = {
-        "list (first page, reader with role)": page_statement(
-            len(channels), after=False, unread_only=False, category=False, archived=False, muted=False
-        ).params(limit=PAGE + 1, **params),
-        "counts (reader with role, nothing read)": counts_statement(len(channels), muted=False).params(
-            **params
-        ),
-    }
-    out = []
-    async with store.engine.connect() as conn:
-        for name, stmt in stmts.items():
-            sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
-            plan = await conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}")
-            out.append(f"-- {name}\n" + "\n".join(line for (line,) in plan))
-    return "\n\n".join(out)
+async def _db(store: InboxStore, data: DataSet, samples: int) -> list[Row]:
+    rows = []
+    for name, values in await db_times(store, data.shape.users, samples):
+        note = "in the database: planning + execution (EXPLAIN ANALYZE of the prepared statement)"
+        rows.append(Row(f"db: {name}", len(values), _pct(values, 50), _pct(values, 99), max(values), note))
+    return rows
 
 
 def _table(rows: list[Row]) -> str:
@@ -202,7 +186,7 @@ def _uptime() -> str:
         return "load average " + " ".join(fh.read().split()[:3]) + f" on {os.cpu_count()} CPUs"
 
 
-async def run(shape: Shape, samples: int, explain: bool) -> None:
+async def run(shape: Shape, samples: int, plans: bool) -> None:
     print(f"before: {_uptime()}", flush=True)
     async with bench_database() as url:
         data = await load(url, shape)
@@ -216,12 +200,13 @@ async def run(shape: Shape, samples: int, explain: bool) -> None:
         store, bare = InboxStore(engine), InboxStore(bare_engine)
         try:
             rows = await _reads(store, bare, data, samples)
+            rows += await _db(store, data, samples // 2)
             rows += await _marks(store, samples)
             rows += await _publish(store, samples)
             rows += await _prune(store)
             print(_table(rows), flush=True)
-            if explain:
-                print("\n" + await _explain(store))
+            if plans:
+                print("\n" + await explain(store))
         finally:
             await engine.dispose()
             await bare_engine.dispose()
