@@ -47,6 +47,20 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         self.offset += seconds
 
+    @property
+    def now(self) -> float:
+        return self()
+
+    @now.setter
+    def now(self, value: float) -> None:
+        """Set the time: from now on the clock stands still at `value` until advanced or set again."""
+        self.frozen_at, self.offset = value, 0.0
+
+
+def frozen_clock(start: float | None = None) -> ManualClock:
+    """A clock standing still at `start` (default: the real time now, so Redis TTLs stay sensible)."""
+    return ManualClock(frozen_at=time.time() if start is None else start)
+
 
 REDIS_URL = os.environ.get("TIDINGS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

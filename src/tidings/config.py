@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     device_register_rate_per_minute: int = Field(30, ge=0)
     delivery_log_retention_days: int = Field(7, ge=1)
 
+    # --- inbox ---------------------------------------------------------------------------------------------
+    # Items older than this are deleted by the pruner (role, topic and broadcast items leave only this way).
+    inbox_retention_days: int = Field(90, ge=1)
+    # A user's inbox is their newest N items (direct + role/topic/broadcast); lists and counts never look
+    # further, so their cost is bounded by N; direct items beyond it are pruned.
+    inbox_max_items_per_user: int = Field(1000, ge=1, le=100_000)
+    # Ids one mark request (seen/read/archive) may name; more is refused (use `all`).
+    inbox_max_ids_per_request: int = Field(500, ge=1, le=10_000)
+
     # --- push ----------------------------------------------------------------------------------------------
     worker_in_process: bool | None = None  # default: True with the memory bus, False with Redis
     worker_concurrency: int = Field(64, ge=1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,19 +13,6 @@ from typing import Any
 from redis.asyncio import Redis
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-
-class ManualClock:
-    """Epoch seconds that move only when told (starts at the real time, so Redis key TTLs stay sensible)."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.now = time.time() if start is None else start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class CountingRedis(Redis):

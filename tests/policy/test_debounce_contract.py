@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from support import ManualClock
 from tidings.policy import (
     Closed,
     DebounceFlusher,
@@ -21,15 +22,8 @@ from tidings.policy import (
     create_debounce,
 )
 
-from .policy_rig import ManualClock
-
 W = 1.0
 MakeStore = Callable[..., DebounceStore]
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(1_800_000_000.0)
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from support import free_port
+from support import free_port, frozen_clock
 from tidings.errors import BusUnavailable
 from tidings.policy import Closed, DebounceFlusher, DebounceOptions, MemoryDebounce
 from tidings.policy.debounce_redis import RedisDebounce
 
-from .policy_rig import ManualClock, kill, read_line, spawn
+from .policy_rig import kill, read_line, spawn
 
 pytestmark = pytest.mark.redis
 
@@ -71,7 +71,7 @@ async def make(redis_settings: dict[str, str]) -> AsyncIterator[Make]:
 
 
 async def test_four_clients_bursting_at_once_yield_one_leading_and_one_trailing_edge(make: Make) -> None:
-    clock = ManualClock(T0)
+    clock = frozen_clock(T0)
     stores = [make(clock, max_ids=1000, max_list_items=1000) for _ in range(4)]
 
     async def burst(n: int) -> list[bool]:
@@ -110,7 +110,7 @@ async def test_four_processes_bursting_at_once_yield_one_leading_and_one_trailin
             await kill(child)
     lead_ids = [i for line in leads for i in line.removeprefix("leads").strip().split(",") if i]
     assert len(lead_ids) == 1
-    [closed] = await make(ManualClock(T0 + W), max_ids=1000, max_list_items=1000).claim_due()
+    [closed] = await make(frozen_clock(T0 + W), max_ids=1000, max_list_items=1000).claim_due()
     everyone = {f"p{n}-{i}" for n in range(4) for i in range(25)}
     assert closed.merged.count == 99
     assert set(closed.merged.event_ids) == everyone - set(lead_ids)
@@ -131,7 +131,7 @@ async def test_a_window_whose_process_was_killed_is_closed_by_another(
     async def deliver(closed: Closed) -> None:
         got.append(closed)
 
-    clock = ManualClock(T0 + W)
+    clock = frozen_clock(T0 + W)
     flusher = DebounceFlusher(make(clock), deliver, clock=clock)
     assert await flusher.run_once() == 1
     assert [c.merged.event_ids for c in got] == [tuple(f"dead-{i}" for i in range(1, 5))]
@@ -141,7 +141,7 @@ async def test_a_trailing_edge_whose_claimer_died_before_acking_is_handed_out_ag
     make: Make, redis_settings: dict[str, str]
 ) -> None:
     url, prefix = redis_settings["bus_url"], redis_settings["redis_prefix"]
-    store = make(ManualClock(T0), lease=5)
+    store = make(frozen_clock(T0), lease=5)
     await store.offer("k", "e0", {}, window=W)
     await store.offer("k", "e1", {}, window=W)
     child = await spawn(CHILD, url, prefix, "claimer", "0", str(T0 + W), "claim")
@@ -149,15 +149,15 @@ async def test_a_trailing_edge_whose_claimer_died_before_acking_is_handed_out_ag
         assert await read_line(child) == "claimed k"
     finally:
         await kill(child)
-    assert await make(ManualClock(T0 + W + 4.9)).claim_due() == []
-    [again] = await make(ManualClock(T0 + W + 5)).claim_due()
+    assert await make(frozen_clock(T0 + W + 4.9)).claim_due() == []
+    [again] = await make(frozen_clock(T0 + W + 5)).claim_due()
     assert (again.key, again.merged.event_ids, again.attempt) == ("k", ("e1",), 2)
 
 
 async def test_keys_expire_and_nothing_is_left_after_the_ack(
     make: Make, redis_settings: dict[str, str]
 ) -> None:
-    clock = ManualClock(T0)
+    clock = frozen_clock(T0)
     store = make(clock, key_slack=60)
     await store.offer("k", "e0", {}, window=W, max_wait=3)
     await store.offer("k", "e1", {}, window=W, max_wait=3)
@@ -202,7 +202,7 @@ def _random_value(rng: random.Random, depth: int = 0) -> Any:
 
 async def test_the_lua_merge_agrees_with_the_python_merge(make: Make) -> None:
     rng = random.Random(7)
-    clock = ManualClock(T0)
+    clock = frozen_clock(T0)
     options: dict[str, Any] = {"max_list_items": 6, "max_ids": 4}
     redis_store, memory_store = (
         make(clock, **options),

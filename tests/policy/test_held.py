@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from policy.conftest import T0, FakeClock
+from policy.conftest import T0
+from support import ManualClock
 from tidings import db
 from tidings.policy.held import MAX_REPLACED_IDS, Held, HeldStore, event_order
 
@@ -25,7 +26,7 @@ def job(n: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def held(engine: AsyncEngine, clock: FakeClock) -> HeldStore:
+def held(engine: AsyncEngine, clock: ManualClock) -> HeldStore:
     return HeldStore(engine, clock=clock, lease_seconds=30)
 
 
@@ -93,7 +94,7 @@ async def test_concurrent_holds_coalesce_without_losing_a_count(held: HeldStore)
     assert row.count == 30 and row.event_id == eid(29) and len(set(row.replaced_ids)) == 29
 
 
-async def test_claim_then_ack_releases_once(held: HeldStore, clock: FakeClock) -> None:
+async def test_claim_then_ack_releases_once(held: HeldStore, clock: ManualClock) -> None:
     await held.hold("alice", "c", event_id=eid(1), payload=job(1), release_at=RELEASE)
     [row] = await held.claim_due(RELEASE)
     assert await held.claim_due(RELEASE + 1) == []  # claimed: nobody else gets it while the lease lasts
@@ -114,7 +115,7 @@ async def test_a_claim_whose_worker_died_is_taken_again_after_the_lease(held: He
 
 
 async def test_a_hold_during_a_live_claim_starts_afresh_and_survives_the_ack(
-    held: HeldStore, clock: FakeClock
+    held: HeldStore, clock: ManualClock
 ) -> None:
     for n in range(3):
         await held.hold("alice", "c", event_id=eid(n), payload=job(n), release_at=RELEASE)
@@ -135,7 +136,7 @@ async def test_a_hold_during_a_live_claim_starts_afresh_and_survives_the_ack(
 
 
 async def test_a_hold_after_an_expired_claim_merges_with_the_unreleased_batch(
-    held: HeldStore, clock: FakeClock
+    held: HeldStore, clock: ManualClock
 ) -> None:
     await held.hold("alice", "c", event_id=eid(1), payload=job(1), release_at=RELEASE)
     clock.now = RELEASE
@@ -156,7 +157,7 @@ async def test_claims_are_limited_and_oldest_first(held: HeldStore) -> None:
     assert [h.user_id for h in rest] == [f"user-{n}" for n in range(4, 10)]
 
 
-async def test_wake_makes_a_users_held_pushes_due_now(held: HeldStore, clock: FakeClock) -> None:
+async def test_wake_makes_a_users_held_pushes_due_now(held: HeldStore, clock: ManualClock) -> None:
     await held.hold("alice", "a", event_id=eid(1), payload=job(1), release_at=RELEASE)
     await held.hold("alice", "b", event_id=eid(2), payload=job(2), release_at=RELEASE)
     await held.hold("bob", "a", event_id=eid(3), payload=job(3), release_at=RELEASE)
@@ -172,7 +173,7 @@ async def test_payload_bytes_are_kept_as_they_are_and_bounded(held: HeldStore) -
         await held.hold("alice", "c", event_id=eid(2), payload={"x": "y" * 70_000}, release_at=RELEASE)
 
 
-async def test_held_pushes_survive_a_restart(migrated_url: str, clock: FakeClock) -> None:
+async def test_held_pushes_survive_a_restart(migrated_url: str, clock: ManualClock) -> None:
     first = db.create_engine(migrated_url)
     try:
         await HeldStore(first, clock=clock).hold(
@@ -188,7 +189,9 @@ async def test_held_pushes_survive_a_restart(migrated_url: str, clock: FakeClock
     assert row.payload == job(1)
 
 
-async def test_two_claimers_each_get_every_due_row_exactly_once(migrated_url: str, clock: FakeClock) -> None:
+async def test_two_claimers_each_get_every_due_row_exactly_once(
+    migrated_url: str, clock: ManualClock
+) -> None:
     # Two workers with engines (connection pools) of their own, claiming in small batches until nothing is due.
     engines = [db.create_engine(migrated_url) for _ in range(2)]
     try:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from policy.conftest import FakeClock
+from support import ManualClock
 from tidings.policy.preferences import InvalidPreferences, Preferences, ScopePrefs, parse_preferences
 from tidings.policy.preferences_store import PreferencesStore
 from tidings.policy.quiet_hours import quiet_until
@@ -27,7 +27,7 @@ FULL = {
 
 
 @pytest.fixture
-def store(engine: AsyncEngine, clock: FakeClock) -> PreferencesStore:
+def store(engine: AsyncEngine, clock: ManualClock) -> PreferencesStore:
     return PreferencesStore(engine, clock=clock, max_scopes=20)
 
 
@@ -59,7 +59,7 @@ async def test_put_replaces_the_whole_document(store: PreferencesStore) -> None:
     assert got is not None and got.document() == {"push": False}
 
 
-async def test_patch_merges_into_the_stored_document(store: PreferencesStore, clock: FakeClock) -> None:
+async def test_patch_merges_into_the_stored_document(store: PreferencesStore, clock: ManualClock) -> None:
     await store.put("alice", parse_preferences(FULL))
     out = await store.patch(
         "alice",
@@ -160,7 +160,7 @@ async def test_get_many_answers_a_batch_and_leaves_out_users_without_preferences
     assert await store.get_many([]) == {}
 
 
-async def test_concurrent_patches_lose_nothing(engine: AsyncEngine, clock: FakeClock) -> None:
+async def test_concurrent_patches_lose_nothing(engine: AsyncEngine, clock: ManualClock) -> None:
     store = PreferencesStore(engine, clock=clock)
     await store.patch("alice", {"push": True})
     async with asyncio.timeout(60):
@@ -179,7 +179,7 @@ async def test_concurrent_patches_lose_nothing(engine: AsyncEngine, clock: FakeC
 
 
 async def test_concurrent_first_patches_of_a_new_user_both_land(
-    engine: AsyncEngine, clock: FakeClock
+    engine: AsyncEngine, clock: ManualClock
 ) -> None:
     # Both writers find no row: the insert-if-missing then lock must serialise them, not fail one.
     store = PreferencesStore(engine, clock=clock)
@@ -192,7 +192,7 @@ async def test_concurrent_first_patches_of_a_new_user_both_land(
 
 
 async def test_writes_record_the_clock(
-    store: PreferencesStore, engine: AsyncEngine, clock: FakeClock
+    store: PreferencesStore, engine: AsyncEngine, clock: ManualClock
 ) -> None:
     await store.put("alice", Preferences())
     clock.advance(60)

@@ -7,14 +7,13 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from support import ManualClock, frozen_clock
 from tidings.policy import Presence, PresenceOptions, create_presence
-
-from .policy_rig import ManualClock
 
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock()
+    return frozen_clock()
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])

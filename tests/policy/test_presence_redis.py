@@ -12,12 +12,12 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError
 
-from support import free_port
+from support import ManualClock, free_port, frozen_clock
 from tidings.errors import BusUnavailable
 from tidings.policy.presence import PresenceOptions
 from tidings.policy.presence_redis import RedisPresence
 
-from .policy_rig import CountingRedis, ManualClock, kill, read_line, spawn, wait_until
+from .policy_rig import CountingRedis, kill, read_line, spawn, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -34,7 +34,7 @@ async def make(redis_settings: dict[str, str]) -> AsyncIterator[Make]:
         cls = CountingRedis if counting else Redis
         client = cls.from_url(settings["bus_url"])
         values: dict[str, float] = {"ttl": TTL, "heartbeat": 3, "sync_delay": 0.01, **opts}
-        options = PresenceOptions(clock=clock or ManualClock(), **values)  # type: ignore[arg-type]
+        options = PresenceOptions(clock=clock or frozen_clock(), **values)  # type: ignore[arg-type]
         presence = RedisPresence(prefix=settings["redis_prefix"], options=options, client=client)
         made.append((presence, client))
         return presence
@@ -111,7 +111,7 @@ class FlakyRedis(Redis):
 async def test_changes_made_while_redis_is_down_are_written_when_it_is_back(
     redis_settings: dict[str, str], make: Make
 ) -> None:
-    clock = ManualClock()
+    clock = frozen_clock()
     client = FlakyRedis.from_url(redis_settings["bus_url"])
     options = PresenceOptions(ttl=TTL, heartbeat=3, sync_delay=0, clock=clock)
     a = RedisPresence(prefix=redis_settings["redis_prefix"], options=options, client=client)
@@ -139,7 +139,7 @@ async def test_changes_made_while_redis_is_down_are_written_when_it_is_back(
 
 
 async def test_last_seen_is_known_while_its_write_is_on_the_way(redis_settings: dict[str, str]) -> None:
-    clock = ManualClock()
+    clock = frozen_clock()
     client = FlakyRedis.from_url(redis_settings["bus_url"])
     options = PresenceOptions(ttl=TTL, heartbeat=3, sync_delay=0, clock=clock)
     a = RedisPresence(prefix=redis_settings["redis_prefix"], options=options, client=client)
@@ -162,7 +162,7 @@ async def test_last_seen_is_known_while_its_write_is_on_the_way(redis_settings: 
 
 
 async def test_a_process_that_stops_heartbeating_stops_counting_after_the_ttl(make: Make) -> None:
-    clock_a, clock_b = ManualClock(), ManualClock()
+    clock_a, clock_b = frozen_clock(), frozen_clock()
     a, b = make(clock_a), make(clock_b)
     a.connected("u")
     await a.flush()  # a's last heartbeat, at clock_a.now; it never beats again
@@ -180,7 +180,7 @@ async def test_a_process_that_stops_heartbeating_stops_counting_after_the_ttl(ma
 
 
 async def test_a_reaped_process_rewrites_its_streams_when_it_beats_again(make: Make) -> None:
-    clock_a, clock_b = ManualClock(), ManualClock()
+    clock_a, clock_b = frozen_clock(), frozen_clock()
     a, b = make(clock_a), make(clock_b)
     for user in ("u", "v", "v"):
         a.connected(user)
@@ -195,7 +195,7 @@ async def test_a_reaped_process_rewrites_its_streams_when_it_beats_again(make: M
 
 
 async def test_a_dead_process_is_reaped_a_bounded_batch_per_heartbeat(make: Make) -> None:
-    clock_a, clock_b = ManualClock(), ManualClock()
+    clock_a, clock_b = frozen_clock(), frozen_clock()
     a, b = make(clock_a), make(clock_b, reap_batch=10)
     users = [f"user-{i}" for i in range(25)]
     for user in users:
@@ -213,7 +213,7 @@ async def test_a_dead_process_is_reaped_a_bounded_batch_per_heartbeat(make: Make
 
 
 async def test_a_clean_stop_withdraws_the_process_at_once(make: Make) -> None:
-    clock = ManualClock()
+    clock = frozen_clock()
     a, b = make(clock), make(clock)
     a.connected("u")
     await a.flush()
@@ -246,7 +246,7 @@ async def test_a_sigkilled_process_stops_counting_within_its_ttl(
     make: Make, redis_settings: dict[str, str]
 ) -> None:
     ttl = 1.0
-    observer = make(ManualClock(), ttl=ttl, heartbeat=0.25)
+    observer = make(frozen_clock(), ttl=ttl, heartbeat=0.25)
     code = """
 import asyncio, sys
 from tidings.policy.presence import PresenceOptions

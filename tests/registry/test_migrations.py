@@ -11,6 +11,7 @@ from alembic import command
 from sqlalchemy import Connection, inspect
 
 from tidings import db
+from tidings.inbox import tables as inbox_tables  # noqa: F401  (declares the inbox tables)
 from tidings.policy import tables as policy_tables  # noqa: F401  (declares the policy tables)
 from tidings.registry import tables  # noqa: F401  (declares the tables that `check` compares)
 

@@ -15,6 +15,7 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
 
 from tidings.db import create_engine, metadata
+from tidings.inbox import tables as _inbox_tables  # noqa: F401  (registers the inbox tables)
 from tidings.policy import tables as _policy_tables  # noqa: F401  (registers the policy tables)
 from tidings.registry.tables import UtcDateTime  # importing it registers its tables on the metadata
 

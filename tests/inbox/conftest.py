@@ -1,0 +1,21 @@
+"""Fixtures of the inbox tests: an InboxStore on each backend (SQLite file, real PostgreSQL) with a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from inbox.helpers import CAP
+from registry.helpers import T0
+from support import ManualClock
+from tidings.inbox import InboxStore
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(frozen_at=T0)
+
+
+@pytest.fixture
+def store(engine: AsyncEngine, clock: ManualClock) -> InboxStore:
+    return InboxStore(engine, clock=clock, retention_days=30, max_items_per_user=CAP, max_ids_per_request=50)
