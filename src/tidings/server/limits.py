@@ -31,6 +31,7 @@ log = logging.getLogger("tidings.server")
 
 LOW_FD_LIMIT = 4096  # below this many open files, say so at start: each stream is one
 RECOUNT_PERIOD = 0.5  # seconds between two counts of /proc/self/fd when close to the limit
+RECOUNT_ANYWAY = 5.0  # ... and when not (other descriptors come and go: Redis, the database, files)
 RETRY_AFTER_SECONDS = 5
 
 
@@ -71,6 +72,7 @@ class HeaderGuard:
         *,
         fd_limit: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        count_fds: Callable[[], int | None] | None = None,
     ) -> None:
         self.limits = limits
         self._loop = loop
@@ -78,7 +80,8 @@ class HeaderGuard:
         self._pending: dict[HeaderSender, float] = {}
         self._sweeping = False
         self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0] if fd_limit is None else fd_limit
-        self._other_fds = _count_open_fds() or 16  # descriptors that are not client connections
+        self._count_fds = count_fds or _count_open_fds
+        self._other_fds = self._count_fds() or 16  # descriptors that are not client connections
         self._counted_at = clock()
         self.timed_out = self.evicted = self.overloaded = 0
 
@@ -142,12 +145,13 @@ class HeaderGuard:
         """Within `fd_reserve` of the open-files limit? `connections` is the server's open connections; the other
         descriptors (listening socket, Redis, database, logs) are counted now and then, not per connection."""
         threshold = self.fd_limit - self.limits.fd_reserve
-        if connections + self._other_fds < threshold - self.limits.fd_reserve:
-            return False
         now = self._clock()
-        if now - self._counted_at >= RECOUNT_PERIOD:
+        since = now - self._counted_at
+        if connections + self._other_fds < threshold - self.limits.fd_reserve and since < RECOUNT_ANYWAY:
+            return False
+        if since >= RECOUNT_PERIOD:
             self._counted_at = now
-            counted = _count_open_fds()
+            counted = self._count_fds()
             if counted is not None:
                 self._other_fds = max(0, counted - connections)
         return connections + self._other_fds >= threshold
