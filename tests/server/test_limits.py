@@ -156,7 +156,9 @@ async def test_near_the_file_limit_new_connections_get_503_and_open_ones_are_ser
     request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
     writer.write(request)
     assert (await answer(reader))[0] == 200
-    [state_guard] = [g for state, g in limits_module._guards.items() if state is server.server.server_state]
+    state_guard = limits_module.guard_for(
+        server.server.server_state, ServerLimits(), asyncio.get_running_loop()
+    )
     state_guard.fd_limit = 0  # the process is now out of file descriptors
     writer.write(request)  # a kept-alive connection costs no new descriptor: still served
     assert (await answer(reader))[0] == 200

@@ -20,7 +20,6 @@ import logging
 import os
 import resource
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -157,14 +156,16 @@ class HeaderGuard:
         return connections + self._other_fds >= threshold
 
 
-_guards: weakref.WeakKeyDictionary[object, HeaderGuard] = weakref.WeakKeyDictionary()
+_GUARD = "tidings_header_guard"
 
 
 def guard_for(server_state: object, limits: ServerLimits, loop: asyncio.AbstractEventLoop) -> HeaderGuard:
-    """The guard of the server owning `server_state` (uvicorn's state shared by one server's connections)."""
-    guard = _guards.get(server_state)
+    """The guard of the server owning `server_state` (uvicorn's state shared by one server's connections), kept
+    on that state: one attribute read per call, and nothing on the connection (see protocol.py)."""
+    guard: HeaderGuard | None = getattr(server_state, _GUARD, None)
     if guard is None:
-        guard = _guards[server_state] = HeaderGuard(limits, loop)
+        guard = HeaderGuard(limits, loop)
+        setattr(server_state, _GUARD, guard)
     return guard
 
 
