@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,7 +232,10 @@ class InProcessServer:
 class ServerProcess:
     """`python -m tidings serve` in a subprocess, for signals, workers and cross-process delivery."""
 
-    def __init__(self, env: dict[str, str], data_dir: Path, *args: str) -> None:
+    def __init__(
+        self, env: dict[str, str], data_dir: Path, *args: str, preexec_fn: Callable[[], None] | None = None
+    ) -> None:
+        self.preexec_fn = preexec_fn  # runs in the child before exec (e.g. a lower open-files limit)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / f"server-{self.port}.log"
@@ -254,6 +257,7 @@ class ServerProcess:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec_fn,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

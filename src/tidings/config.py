@@ -6,6 +6,7 @@ variable (see `load_settings`).
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -79,13 +80,37 @@ class Settings(BaseSettings):
     # --- streams -------------------------------------------------------------------------------------------
     keepalive_seconds: float = Field(30, gt=0)
     reconnect_delay_ms: int = Field(3000, ge=0)
-    max_connections_per_user: int = Field(0, ge=0)  # 0 = unlimited, on /v1/events
     admin_max_connections_per_user: int = Field(1, ge=0)  # on /v1/admin/events
-    stream_buffer_bytes: int = Field(1 << 20, ge=1024)
     stream_buffer_events: int = Field(1000, ge=1)
     stream_idle_timeout: float = Field(3600, ge=0)  # 0 = never
     stream_max_lifetime: float = Field(0, ge=0)  # 0 = unlimited
     shutdown_grace_seconds: float = Field(10, ge=0)
+
+    # --- memory budget of streams (README "Budgets") ---------------------------------------------------------
+    # Per user on /v1/events; beyond it the oldest is closed (0 = unlimited). Browsers open at most 6 HTTP/1.1
+    # connections per origin and tidings.js `shared: true` holds one per browser, so 16 covers several browsers
+    # and devices with unshared tabs, while one token can hold at most 16 streams' buffers.
+    max_connections_per_user: int = Field(16, ge=0)
+    # What one stream may hold before it is cut as slow (it resumes from history). 512 KiB is above the largest
+    # single publish to one user (TIDINGS_MAX_BATCH x TIDINGS_MAX_DATA_BYTES, ~430 KB with the defaults), so a
+    # client that reads is never cut by one burst; half the former 1 MiB.
+    stream_buffer_bytes: int = Field(512 * 1024, ge=1024)
+    # What all streams of the process may hold together; beyond it the furthest-behind are cut first.
+    # 0 = automatic: 1/32 of the memory the process may use (cgroup limit or physical RAM), within 16-128 MiB
+    # (measured: RSS grows by up to ~2.5x the bytes held, the allocator's overhead on many small buffers).
+    stream_buffer_total_bytes: int = Field(0, ge=0)
+    # SO_SNDBUF of each stream socket under `tidings serve` (0 = the kernel's autotuning, which let a client that
+    # stopped reading hold 0.5-1.5 MB of kernel memory on loopback). Linux doubles it for its own bookkeeping.
+    stream_send_buffer_bytes: int = Field(64 * 1024, ge=0)
+
+    # --- hostile clients (tidings serve; README "Budgets") ----------------------------------------------------
+    # Seconds from the connect (or a kept-alive connection's next request) to the last request header.
+    server_header_timeout: float = Field(10, gt=0)
+    server_max_header_bytes: int = Field(64 * 1024, ge=1024)  # request line + headers; beyond: 431
+    # Connections still sending headers; beyond it the oldest (sending for more than a second) is closed.
+    server_max_pending_headers: int = Field(256, ge=1)
+    # File descriptors kept free: within this margin of the open-files limit new requests get 503 + Retry-After.
+    server_fd_reserve: int = Field(64, ge=8)
 
     # --- storage -------------------------------------------------------------------------------------------
     database_url: str = ""  # default: sqlite+aiosqlite:///<data_dir>/tidings.db
@@ -200,8 +225,27 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'tidings.db'}"
 
     @property
+    def effective_stream_buffer_total_bytes(self) -> int:
+        if self.stream_buffer_total_bytes:
+            return self.stream_buffer_total_bytes
+        return min(128 << 20, max(16 << 20, _usable_memory() // 32))
+
+    @property
     def effective_worker_in_process(self) -> bool:
         return (not self.uses_redis) if self.worker_in_process is None else self.worker_in_process
+
+
+def _usable_memory() -> int:
+    """The memory this process may use: the cgroup (v2, then v1) limit when there is one, else physical RAM."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            raw = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit():
+            return min(int(raw), physical)
+    return int(physical)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -77,6 +77,7 @@ class Hub:
             idle_timeout=s.stream_idle_timeout,
             clock=clock,
             expire_history=self.bus.expire_history,
+            max_buffered_bytes=s.effective_stream_buffer_total_bytes,
         )
         self.limits = Limits(
             max_data_bytes=s.max_data_bytes, max_audience=s.max_audience, push_fits=ensure_push_fits
@@ -89,7 +90,9 @@ class Hub:
         self._verifier: TokenVerifier | None = None
         self._queue, self._devices, self._providers = queue, devices, providers
         self._topic_access = topic_access
-        self._buffer_limits = BufferLimits(s.stream_buffer_bytes, s.stream_buffer_events)
+        self._buffer_limits = BufferLimits(
+            s.stream_buffer_bytes, s.stream_buffer_events, self.streams.budget, s.stream_send_buffer_bytes
+        )
         self._otel: OtlpBridge | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------

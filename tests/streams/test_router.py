@@ -184,7 +184,7 @@ async def test_next_chunk_joins_frames_and_ends_after_close() -> None:
 
 
 class RecordingTransport:
-    """The two calls an attached connection makes, recorded (the real socket path is covered over HTTP)."""
+    """The calls an attached connection makes, recorded (the real socket path is covered over HTTP)."""
 
     def __init__(self, buffered: int = 0) -> None:
         self.writes: list[bytes] = []
@@ -194,6 +194,9 @@ class RecordingTransport:
     def write(self, data: bytes) -> None:
         self.writes.append(data)
 
+    def writelines(self, chunks: list[bytes]) -> None:
+        self.writes.append(b"".join(chunks))  # one write, as a writev is
+
     def get_write_buffer_size(self) -> int:
         return self.buffered
 
@@ -202,6 +205,9 @@ class RecordingTransport:
 
     def abort(self) -> None:
         self.aborted = True
+
+    def get_extra_info(self, name: str) -> object:
+        return None  # no socket: the kernel-side drop (SO_LINGER) is covered over real sockets
 
 
 async def test_attached_streams_get_one_write_per_burst_of_events() -> None:

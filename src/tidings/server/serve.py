@@ -1,7 +1,8 @@
 """`tidings serve`: run the app under uvicorn with our protocol, in one process or several.
 
 Process-wide tuning lives here, not in `create_app`: a host application that builds our app must keep its own
-garbage-collector settings.
+garbage-collector settings and open-files limit. The limits against hostile clients (limits.py) are set on the
+protocol class here, once per process.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from ..config import Settings
+from ..config import Settings, load_settings
 from ..hub import Hub
 from .app import create_app
+from .limits import ServerLimits, raise_fd_limit
+from .protocol import TidingsHttpProtocol
 
 HTTP_PROTOCOL = "tidings.server.protocol:TidingsHttpProtocol"  # httptools + the socket for streams
 APP_FACTORY = "tidings.server.serve:worker_app"
@@ -24,6 +27,8 @@ APP_FACTORY = "tidings.server.serve:worker_app"
 
 def serve(settings: Settings, *, workers: int = 1) -> None:
     """Serve until SIGTERM/SIGINT. With `workers > 1`, uvicorn forks that many processes (each its own hub)."""
+    raise_fd_limit()  # before the workers start: they inherit it
+    configure_protocol(settings)
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -47,8 +52,14 @@ def serve(settings: Settings, *, workers: int = 1) -> None:
 def worker_app() -> ASGIApp:
     """The factory each forked worker process calls: its own hub and app, then the same tuning."""
     app = create_app()
+    configure_protocol(load_settings())
     tune_gc()
     return app
+
+
+def configure_protocol(settings: Settings) -> None:
+    """The hostile-client limits of this process's server (one server per process under `tidings serve`)."""
+    TidingsHttpProtocol.limits = ServerLimits.from_settings(settings)
 
 
 def tune_gc() -> None:

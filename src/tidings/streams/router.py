@@ -3,6 +3,9 @@
 `route` runs once per event per process: it parses the bus message into one SSE frame and hands the same bytes to
 every recipient's buffer. Per-connection timers are replaced by one sweep a second that sends keepalives and
 closes idle, expired and over-age streams.
+
+The router owns the process-wide `StreamBudget` its connections report to (budget.py); the sweep hands the memory
+of cut streams back to the system once enough of it was freed.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from contextlib import suppress
 from .. import metrics
 from ..clock import Clock
 from ..wire import KEEPALIVE, Envelope
+from .budget import StreamBudget, release_free_memory
 from .connection import Connection
 
 log = logging.getLogger("tidings.streams")
 
 STALLED_WRITE = 30.0  # a socket write blocked this long means the client stopped reading: cut it off
+TRIM_AFTER_BYTES = 8 << 20  # freed by cut or ended streams since the last trim: worth giving back
 
 
 class Router:
@@ -33,7 +38,9 @@ class Router:
         idle_timeout: float,
         clock: Clock,
         expire_history: Callable[[], int] | None = None,
+        max_buffered_bytes: int = 0,
     ) -> None:
+        """`max_buffered_bytes` caps what all streams of this process may hold (0 = no cap, only counted)."""
         self._index: dict[str, set[Connection]] = {}
         self._sessions: dict[tuple[str, str], deque[Connection]] = {}
         self._keepalive = keepalive
@@ -44,6 +51,9 @@ class Router:
         self._empty = asyncio.Event()
         self._empty.set()
         self._dirty: list[Connection] = []  # attached connections with output collected this loop iteration
+        self.budget = StreamBudget(max_buffered_bytes, clock)
+        self.trims = 0
+        self._total_at_trim = 0
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._sessions.values())
@@ -64,6 +74,7 @@ class Router:
             oldest.close("replaced")
 
     def remove(self, conn: Connection) -> None:
+        self.budget.release(conn)
         for channel in conn.channels:
             members = self._index.get(channel)
             if members is not None:
@@ -117,6 +128,8 @@ class Router:
         """Keepalives for quiet streams; close idle, expired and over-age ones; forget history past its age."""
         if self._expire_history is not None:
             self._expire_history()
+        self._trim_heap()  # first: what the last sweep's cuts freed has been freed by now
+        self.budget.refresh()
         now = self._clock()
         for conn in list(self.connections()):
             if conn.closed:
@@ -132,6 +145,21 @@ class Router:
                 conn.close("slow")
             elif now - conn.last_write_at >= self._keepalive and not conn.buffered_bytes:
                 conn.send_comment(KEEPALIVE)
+
+    def _trim_heap(self) -> None:
+        """Give freed buffers back to the system when the buffered total moved or streams were cut.
+
+        glibc keeps freed memory in its arenas (budget.py): without this, RSS stayed at its peak after the cut,
+        and while non-readers built up their buffers RSS grew by ~2.5x what they held (with it: ~1.25x). At
+        most once per sweep, and only after a change of `TRIM_AFTER_BYTES`: a trim walks the free lists (0.5 ms
+        measured; ~140 ms the one time it returns 300 MB)."""
+        budget = self.budget
+        moved = abs(budget.total - self._total_at_trim)
+        if budget.released >= TRIM_AFTER_BYTES or moved >= TRIM_AFTER_BYTES:
+            budget.take_released()
+            self._total_at_trim = budget.total
+            if release_free_memory():
+                self.trims += 1
 
     def start(self, period: float = 1.0) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(period), name="tidings-sweeper")
