@@ -92,7 +92,7 @@ async def test_a_validly_signed_exp_of_10_to_the_400_is_a_401_on_every_authentic
         "nbf=Infinity",
         "iat=NaN",
         "exp=NaN",
-    ],  # fmt: skip
+    ],
 )
 async def test_absurd_time_claims_are_a_401_on_every_authenticated_route(
     client: tuple[httpx.AsyncClient, Hub], payload: dict[str, Any] | str
