@@ -109,7 +109,9 @@ def check_answer(case: Any, response: requests.Response) -> None:
         assert isinstance(body, dict) and body.keys() >= ERROR_FIELDS, where
         assert isinstance(body["error"], str) and isinstance(body["message"], str), where
     if not response.headers.get("content-type", "").startswith("text/event-stream"):
-        # status documented, body of the documented shape, negative data refused
+        # status documented, body of the documented shape, negative data refused. Not checked: that data valid
+        # by the schema is accepted (an empty audience or a push too large for APNs is valid JSON Schema, and a
+        # 422), and that a generated credential is refused (`send` replaced it with a valid one).
         case.validate_response(response, excluded_checks=[positive_data_acceptance, ignored_auth])
 
 
