@@ -231,7 +231,8 @@ class TokenVerifier:
         """`exp` and `iat`, after refusing a token that is expired, not yet valid, or valid for too long."""
         now, leeway = self._clock(), self._leeway
         exp = _timestamp(claims, "exp")
-        assert exp is not None  # required above
+        if exp is None:  # PyJWT requires it; checked again rather than assumed
+            raise AuthError("token has no `exp`")
         if exp <= now - leeway:
             raise AuthError("token expired", "token_expired")
         if exp > now + self._max_lifetime + leeway:
