@@ -57,8 +57,7 @@ class Hub:
         queue: Queue | None = None,
         devices: DeviceStore | None = None,
         providers: Mapping[str, Provider] | None = None,
-        topic_access: TopicAccessRule
-        | None = None,  # default: the token's topics claim (or open, by setting)
+        topic_access: TopicAccessRule | None = None,
         clock: Clock = system_clock,
     ) -> None:
         self.settings = settings or load_settings()
@@ -87,6 +86,7 @@ class Hub:
         self.runtime: Runtime | None = None
         self._verifier: TokenVerifier | None = None
         self._queue, self._devices, self._providers = queue, devices, providers
+        # who may read a topic: the rule given, else the token's topics claim (or anyone, if topics are open)
         self._topic_access = topic_access or (allow_any_topic if s.topics_open else topic_granted)
         self._buffer_limits = BufferLimits(s.stream_buffer_bytes, s.stream_buffer_events)
         self._otel: OtlpBridge | None = None
