@@ -73,6 +73,7 @@ def _env(system: str, data_dir: Path, bus_url: str | None, redis_prefix: str | N
             "TIDINGS_ENV": "development",
             "TIDINGS_DATA_DIR": str(data_dir),
             "TIDINGS_LOG_LEVEL": "warning",
+            "TIDINGS_TOPICS_OPEN": "true",  # every client reads the bench topic; its tokens carry no grants
         }
     )
     if bus_url:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from support import PUBLISH_KEY, SECRET
-from tidings.auth import TokenVerifier, mint_token
+from tidings.auth import TokenVerifier, TopicGrants, mint_token
 from tidings.config import Settings
 from tidings.errors import AuthError
 
@@ -137,3 +137,39 @@ async def test_publisher_is_the_key_or_a_jwt_with_the_publisher_role() -> None:
         await verifier.verify_publisher(mint_token(SECRET, "alice", ["admin"]))
     with pytest.raises(AuthError):
         await verifier.verify_publisher("wrong-key")
+
+
+def test_topic_grants_are_exact_names_prefix_patterns_or_everything() -> None:
+    grants = TopicGrants.parse(["news", "orders.*", "a*b", "*.x", ".*", 7])
+    assert grants.allows("news") and grants.allows("orders.1") and grants.allows("orders.1.lines")
+    assert not grants.allows("orders") and not grants.allows("ordersx.1") and not grants.allows("news.x")
+    assert not grants.allows("a*b") and not grants.allows("q.x") and not grants.allows("anything")
+    assert TopicGrants.parse("news sports.*").allows("sports.golf")
+    assert TopicGrants.parse(["*"]).allows("anything.at.all")
+    assert not TopicGrants.parse(None).allows("news") and not TopicGrants.parse({"news": 1}).allows("news")
+
+
+async def test_times_are_checked_against_the_injected_clock() -> None:
+    now = 1_900_000_000.0
+    verifier = TokenVerifier(settings(jwt_secret=SECRET, jwt_leeway_seconds=30), clock=lambda: now)
+    token = jwt.encode({"sub": "alice", "iat": int(now), "exp": int(now) + 60}, SECRET, algorithm="HS256")
+    principal = await verifier.verify(token)  # minted for the clock's "now", years from the wall clock's
+    assert (principal.expires_at, principal.issued_at) == (now + 60, now)
+    for claims_, message in [
+        ({"exp": now - 31}, "expired"),
+        ({"exp": now + 60, "nbf": now + 31}, r"not yet valid \(nbf\)"),
+        ({"exp": now + 60, "iat": now + 31}, r"issued in the future \(iat\)"),
+        ({"exp": now + 86_400 + 31}, "TIDINGS_JWT_MAX_LIFETIME_SECONDS"),
+    ]:
+        with pytest.raises(AuthError, match=message):
+            await verifier.verify(jwt.encode({"sub": "alice", **claims_}, SECRET, algorithm="HS256"))
+    late = jwt.encode({"sub": "alice", "exp": now - 29, "nbf": now + 29}, SECRET, algorithm="HS256")
+    assert (await verifier.verify(late)).user_id == "alice"  # within the leeway, both ways
+
+
+@pytest.mark.parametrize("value", [10**400, -1, 1e300, float("nan"), float("inf"), True, "1", [1], None])
+async def test_a_time_claim_that_is_not_a_plausible_time_is_refused(value: object) -> None:
+    verifier = TokenVerifier(settings(jwt_secret=SECRET))
+    payload = json.dumps({"sub": "alice", "exp": int(time.time()) + 60, "nbf": value})
+    with pytest.raises(AuthError, match="`nbf` must be a time"):
+        await verifier.verify(jwt.api_jws.encode(payload.encode(), SECRET, algorithm="HS256"))

@@ -4,12 +4,17 @@ Deliberate choices:
 - The algorithm list is explicit and never contains `none`; the key is chosen by algorithm family, so an HS256
   token can never be checked against a public key used as an HMAC secret (algorithm confusion).
 - `sub` and `exp` are required: a stream lives as long as its token, and a token without an end would make it
-  immortal.
+  immortal. Times (`exp`, `nbf`, `iat`) are checked here, against the injected clock, not by PyJWT: each must be
+  a number of seconds between 0 and year 9999 (a validly signed `exp = 10**400` is a 401, not a crash), and `exp`
+  at most `TIDINGS_JWT_MAX_LIFETIME_SECONDS` away, so a revocation need only be remembered that long.
+- Topics are closed by default: a token names what its user may read in a claim (`topics`: exact names,
+  `prefix.*` patterns, `*`); `TIDINGS_TOPICS_OPEN=true` or a rule of your own (`Hub(topic_access=...)`) opens them.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,12 +26,39 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import HMACAlgorithm
 
+from .clock import Clock, system_clock
 from .config import Settings
 from .errors import AuthError, ConfigError
 
 PUBLISHER_ROLE = "publisher"
 ADMIN_ROLE = "admin"
 _HMAC_ALGS = frozenset({"HS256", "HS384", "HS512"})
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
+MAX_TOPIC_GRANTS = 1000
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicGrants:
+    """The topics a token lets its user read: exact names, `prefix.*` (any topic under `prefix.`), or `*` (all).
+    Any other use of `*` grants nothing."""
+
+    exact: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...] = ()
+    every: bool = False
+
+    @classmethod
+    def parse(cls, value: Any) -> TopicGrants:
+        """From a claim: a list of strings or one space-separated string; anything else grants nothing."""
+        names = _strings(value)[:MAX_TOPIC_GRANTS]
+        prefixes = tuple(
+            dict.fromkeys(n[:-1] for n in names if n.endswith(".*") and "*" not in n[:-2] and n[:-2])
+        )
+        exact = frozenset(n for n in names if "*" not in n)
+        return cls(exact, prefixes, "*" in names)
+
+    def allows(self, topic: str) -> bool:
+        return self.every or topic in self.exact or topic.startswith(self.prefixes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +70,8 @@ class Principal:
     jti: str | None = None
     expires_at: float | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)
+    issued_at: float | None = None  # `iat`: a revocation of the user refuses tokens issued at or before it
+    topics: TopicGrants = TopicGrants()
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -47,8 +81,13 @@ TopicAccessRule = Callable[[Principal, str], bool | Awaitable[bool]]
 
 
 def allow_any_topic(principal: Principal, topic: str) -> bool:
-    """The default topic rule: any authenticated principal may read any topic."""
+    """The open rule (`TIDINGS_TOPICS_OPEN=true`): any authenticated principal may read any topic."""
     return True
+
+
+def topic_granted(principal: Principal, topic: str) -> bool:
+    """The default rule: a principal reads the topics its token's topics claim grants, and no other."""
+    return principal.topics.allows(topic)
 
 
 class JwksCache:
@@ -116,8 +155,15 @@ def _jwt_api() -> jwt.PyJWT:
 class TokenVerifier:
     """Verifies JWTs per the settings and turns their claims into a Principal."""
 
-    def __init__(self, settings: Settings, *, jwks_client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        jwks_client: httpx.AsyncClient | None = None,
+        clock: Clock = system_clock,
+    ) -> None:
         self._jwt = _jwt_api()
+        self._clock = clock
         self._secret = (
             HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(settings.jwt_secret)
             if settings.jwt_secret
@@ -129,7 +175,9 @@ class TokenVerifier:
         self._audience = settings.jwt_audience or None
         self._issuer = settings.jwt_issuer or None
         self._leeway = settings.jwt_leeway_seconds
+        self._max_lifetime = settings.jwt_max_lifetime_seconds
         self._roles_path = settings.roles_claim.split(".")
+        self._topics_path = settings.topics_claim.split(".")
         self._publish_key = settings.publish_key.encode()
         self._only_hmac = bool(self._secret) and self._algorithms <= _HMAC_ALGS
 
@@ -161,11 +209,14 @@ class TokenVerifier:
                 algorithms=algorithms,
                 audience=self._audience,
                 issuer=self._issuer,
-                leeway=self._leeway,
-                options={"require": ["sub", "exp"], "verify_aud": self._audience is not None},
+                options={
+                    "require": ["sub", "exp"],
+                    "verify_aud": self._audience is not None,
+                    "verify_exp": False,  # times are checked below, against our clock and within range
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise AuthError("token expired", "token_expired") from exc
         except jwt.InvalidAlgorithmError as exc:
             raise AuthError(f"token algorithm {self._alg_of(token)!r} is not accepted") from exc
         except jwt.InvalidSignatureError as exc:
@@ -174,7 +225,28 @@ class TokenVerifier:
             raise AuthError(f"malformed token: {exc}") from exc
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from exc
-        return self._principal(claims)
+        return self._principal(claims, self._check_times(claims))
+
+    def _check_times(self, claims: Mapping[str, Any]) -> tuple[float, float | None]:
+        """`exp` and `iat`, after refusing a token that is expired, not yet valid, or valid for too long."""
+        now, leeway = self._clock(), self._leeway
+        exp = _timestamp(claims, "exp")
+        if exp is None:  # PyJWT requires it; checked again rather than assumed
+            raise AuthError("token has no `exp`")
+        if exp <= now - leeway:
+            raise AuthError("token expired", "token_expired")
+        if exp > now + self._max_lifetime + leeway:
+            raise AuthError(
+                f"token expires too late: at most {self._max_lifetime:g} s from now "
+                "(TIDINGS_JWT_MAX_LIFETIME_SECONDS)"
+            )
+        nbf = _timestamp(claims, "nbf")
+        if nbf is not None and nbf > now + leeway:
+            raise AuthError("token is not yet valid (nbf)")
+        iat = _timestamp(claims, "iat")
+        if iat is not None and iat > now + leeway:
+            raise AuthError("token is issued in the future (iat)")
+        return exp, iat
 
     def _header(self, token: str) -> tuple[str, str | None]:
         try:
@@ -204,17 +276,23 @@ class TokenVerifier:
             return (await self._jwks.key(kid)).key
         raise AuthError("no public key configured for this algorithm")
 
-    def _principal(self, claims: Mapping[str, Any]) -> Principal:
-        sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub or len(sub) > 256:
-            raise AuthError("token `sub` must be a non-empty string of at most 256 characters")
-        jti = claims.get("jti")
+    def _principal(self, claims: Mapping[str, Any], times: tuple[float, float | None]) -> Principal:
+        sub, jti = claims.get("sub"), claims.get("jti")
+        if not isinstance(sub, str) or not 0 < len(sub) <= 256 or not _plain(sub):
+            raise AuthError(
+                "token `sub` must be a non-empty string of at most 256 characters, without control characters"
+            )
+        roles = frozenset(_strings(_claim(claims, self._roles_path)))
+        if not all(_plain(role) for role in roles) or (isinstance(jti, str) and not _plain(jti)):
+            raise AuthError("token roles and `jti` must not contain control characters")
         return Principal(
             user_id=sub,
-            roles=_roles(claims, self._roles_path),
+            roles=roles,
             jti=jti if isinstance(jti, str) else None,
-            expires_at=float(claims["exp"]),
+            expires_at=times[0],
             claims=claims,
+            issued_at=times[1],
+            topics=TopicGrants.parse(_claim(claims, self._topics_path)),
         )
 
     async def verify_publisher(self, credential: str) -> Principal:
@@ -229,15 +307,37 @@ class TokenVerifier:
         return principal
 
 
-def _roles(claims: Mapping[str, Any], path: Sequence[str]) -> frozenset[str]:
+def _claim(claims: Mapping[str, Any], path: Sequence[str]) -> Any:
     value: Any = claims
     for part in path:  # dotted paths reach nested claims, e.g. Keycloak's realm_access.roles
         value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def _strings(value: Any) -> list[str]:
+    """A claim holding names: a space-separated string or a list (its non-strings ignored)."""
     if isinstance(value, str):
-        return frozenset(value.split())
+        return value.split()
     if isinstance(value, list):
-        return frozenset(role for role in value if isinstance(role, str))
-    return frozenset()
+        return [item for item in value if isinstance(item, str)]
+    return []
+
+
+def _plain(text: str) -> bool:
+    """No control characters (PostgreSQL refuses NUL; logs and terminals the rest) and no lone surrogates (they
+    cannot be encoded for Redis or the database)."""
+    return _UNSAFE.search(text) is None
+
+
+def _timestamp(claims: Mapping[str, Any], name: str) -> float | None:
+    """A time claim in epoch seconds, or None when absent; AuthError when it is not a plausible time."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    # NaN fails both comparisons; a huge integer is compared exactly, never converted (it would overflow)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_TIMESTAMP:
+        raise AuthError(f"token claim `{name}` must be a time in seconds between 0 and {MAX_TIMESTAMP}")
+    return float(value)
 
 
 def _load_public_key(settings: Settings) -> Any:

@@ -32,6 +32,9 @@ def _split_csv(value: object) -> object:
 
 CsvList = Annotated[list[str], NoDecode]
 
+# Any of these given (and TIDINGS_ENV not set) selects production mode.
+SECRET_FIELDS = ("jwt_secret", "jwt_public_key_path", "jwks_url", "publish_key")
+
 
 class Settings(BaseSettings):
     """Everything tidings can be told. Field `foo_bar` is variable `TIDINGS_FOO_BAR`."""
@@ -41,7 +44,9 @@ class Settings(BaseSettings):
     )
 
     # --- process -------------------------------------------------------------------------------------------
-    env: Environment = Environment.development
+    env: Environment = (
+        Environment.development
+    )  # default: production as soon as a real secret is given (below)
     data_dir: Path = Path(".tidings")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -71,6 +76,19 @@ class Settings(BaseSettings):
     roles_claim: str = "roles"
     token_cookie: str = ""
     publish_key: str = ""
+
+    # --- access and exposure (README: Production checklist) ----------------------------------------------------
+    # Topic reads and device topic subscriptions are closed unless the token's claim grants them (exact names,
+    # `prefix.*` patterns, or `*`), or this opens every topic to every authenticated user.
+    topics_open: bool = False
+    topics_claim: str = "topics"  # dotted paths reach nested claims, like roles_claim
+    # A token valid for longer than this from now is refused, so a revocation need only be remembered this long.
+    jwt_max_lifetime_seconds: float = Field(86_400, gt=0, le=366 * 86_400)
+    # A stream is refused (401) a token that expires sooner than this: EventSource stops and the client refreshes,
+    # instead of a stream opened only to be closed at once (and reopened, in a loop).
+    stream_min_token_seconds: float = Field(5, ge=0)
+    docs_enabled: bool | None = None  # /docs and /openapi.json; default: on in development, off in production
+    metrics_token: str = ""  # when set, GET /metrics needs `Authorization: Bearer <token>`
 
     # --- events --------------------------------------------------------------------------------------------
     max_data_bytes: int = Field(4096, ge=64)
@@ -194,6 +212,15 @@ class Settings(BaseSettings):
             raise ValueError(f"unsupported algorithm(s) {bad}; choose from {sorted(allowed)}")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _production_when_secrets_are_given(cls, data: object) -> object:
+        # Real secrets mean a real deployment: it must not get development's conveniences by default.
+        if isinstance(data, dict) and data.get("env") in (None, ""):
+            given = any(data.get(name) for name in SECRET_FIELDS)
+            data = {**data, "env": Environment.production if given else Environment.development}
+        return data
+
     @model_validator(mode="after")
     def _presence_heartbeat_within_ttl(self) -> Settings:
         if self.presence_heartbeat_seconds >= self.presence_ttl_seconds:
@@ -208,13 +235,18 @@ class Settings(BaseSettings):
             self.jwt_secret or self.jwt_public_key_path or self.jwks_url
         ):
             raise ValueError(
-                "production needs TIDINGS_JWT_SECRET, TIDINGS_JWT_PUBLIC_KEY_PATH or TIDINGS_JWKS_URL"
+                "production needs TIDINGS_JWT_SECRET, TIDINGS_JWT_PUBLIC_KEY_PATH or TIDINGS_JWKS_URL (production "
+                "is the default once a secret such as TIDINGS_PUBLISH_KEY is set; TIDINGS_ENV=development to develop)"
             )
         return self
 
     @property
     def is_development(self) -> bool:
         return self.env is Environment.development
+
+    @property
+    def effective_docs_enabled(self) -> bool:
+        return self.is_development if self.docs_enabled is None else self.docs_enabled
 
     @property
     def uses_redis(self) -> bool:

@@ -1,7 +1,8 @@
 """Development conveniences: a generated JWT secret and publish key, kept in the data directory.
 
 Only in development mode, and loudly logged: a production server refuses to start without real secrets (see
-config.Settings), so nothing generated here can leak into one.
+config.Settings; giving any secret selects production), so nothing generated here can leak into one. Only the
+generated secrets are ever printed (the CLI's walkthrough); a configured one never is.
 """
 
 from __future__ import annotations
@@ -19,19 +20,27 @@ log = logging.getLogger("tidings")
 SECRETS_FILE = "dev-secrets.json"
 
 
+def generated_fields(settings: Settings) -> frozenset[str]:
+    """The secrets development mode fills in for `settings` (as configured): none in production."""
+    if not settings.is_development:
+        return frozenset()
+    missing = set()
+    if not (settings.jwt_secret or settings.jwt_public_key_path or settings.jwks_url):
+        missing.add("jwt_secret")
+    if not settings.publish_key:
+        missing.add("publish_key")
+    return frozenset(missing)
+
+
 def ensure_dev_secrets(settings: Settings) -> Settings:
     """Settings with a JWT secret and publish key filled in from the data directory when none were given."""
-    needs_secret = not (settings.jwt_secret or settings.jwt_public_key_path or settings.jwks_url)
-    if not settings.is_development or not (needs_secret or not settings.publish_key):
+    missing = generated_fields(settings)
+    if not missing:
         return settings
     stored = load_or_create(settings.data_dir)
-    update: dict[str, str] = {}
-    if needs_secret:
-        update["jwt_secret"] = stored["jwt_secret"]
-    if not settings.publish_key:
-        update["publish_key"] = stored["publish_key"]
+    update = {name: stored[name] for name in sorted(missing)}
     log.warning(
-        "DEVELOPMENT MODE: using generated %s from %s — set TIDINGS_ENV=production with real secrets before deploying",
+        "DEVELOPMENT MODE: using generated %s from %s — give real secrets (production mode follows) before deploying",
         " and ".join(k.upper() for k in update),
         settings.data_dir / SECRETS_FILE,
     )

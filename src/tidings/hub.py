@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from . import metrics, wire
-from .auth import Principal, TokenVerifier, TopicAccessRule, allow_any_topic
+from .auth import Principal, TokenVerifier, TopicAccessRule, allow_any_topic, topic_granted
 from .bus import Bus, create_bus
 from .clock import Clock, system_clock
 from .config import Settings, load_settings
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tidings.hub")
 
-REVOKED_JTI_TTL = 86_400.0  # a revoked session id is refused this long (tokens rarely live longer)
-
 
 class Hub:
     """One per process. Safe to construct at import time: nothing connects, and no file is written, before
@@ -59,7 +57,7 @@ class Hub:
         queue: Queue | None = None,
         devices: DeviceStore | None = None,
         providers: Mapping[str, Provider] | None = None,
-        topic_access: TopicAccessRule = allow_any_topic,
+        topic_access: TopicAccessRule | None = None,
         clock: Clock = system_clock,
     ) -> None:
         self.settings = settings or load_settings()
@@ -89,7 +87,8 @@ class Hub:
         self.runtime: Runtime | None = None
         self._verifier: TokenVerifier | None = None
         self._queue, self._devices, self._providers = queue, devices, providers
-        self._topic_access = topic_access
+        # who may read a topic: the rule given, else the token's topics claim (or anyone, if topics are open)
+        self._topic_access = topic_access or (allow_any_topic if s.topics_open else topic_granted)
         self._buffer_limits = BufferLimits(
             s.stream_buffer_bytes, s.stream_buffer_events, self.streams.budget, s.stream_send_buffer_bytes
         )
@@ -107,7 +106,7 @@ class Hub:
 
     async def start(self) -> None:
         self.settings = ensure_dev_secrets(self.settings)  # development only: generated once, in the data dir
-        self._verifier = TokenVerifier(self.settings)
+        self._verifier = TokenVerifier(self.settings, clock=self.clock)
         await self.bus.start(self._on_message)
         self.streams.start()
         self.runtime = await Runtime.open(
@@ -230,16 +229,22 @@ class Hub:
 
     # --- streams -------------------------------------------------------------------------------------------
 
-    async def authenticate(self, token: str | None) -> Principal:
-        """The user behind a JWT; AuthError if missing, invalid or revoked (BusUnavailable if we cannot tell)."""
+    async def authenticate(self, token: str | None, *, valid_for: float = 0.0) -> Principal:
+        """The user behind a JWT; AuthError if missing, invalid, revoked, or valid for less than `valid_for` more
+        seconds (a stream asks for a few, so a client refreshes its token instead of looping on closed streams);
+        BusUnavailable if we cannot tell whether it was revoked."""
         if not token:
             raise AuthError("a bearer token is required", "unauthorized")
         principal = await self.verifier.verify(token)
-        if principal.jti is not None and await self.bus.is_revoked(principal.jti):
+        expires_at = principal.expires_at
+        if valid_for and expires_at is not None and expires_at - self.clock() < valid_for:
+            raise AuthError(f"token expires in less than {valid_for:g} s: refresh it", "token_expired")
+        if await self.bus.is_token_revoked(principal.user_id, principal.jti, principal.issued_at):
             raise AuthError("this session was revoked", "token_revoked")
         return principal
 
     async def may_read_topic(self, principal: Principal, topic: str) -> bool:
+        """Whether `principal` may read `topic` (on a stream, or as a device's push subscription)."""
         allowed = self._topic_access(principal, topic)
         return bool(await allowed) if asyncio.iscoroutine(allowed) else bool(allowed)
 
@@ -282,9 +287,15 @@ class Hub:
     # --- sessions ------------------------------------------------------------------------------------------
 
     async def revoke(self, user_id: str, *, jti: str | None = None) -> None:
-        """Close the user's streams (or one session's) on every process; refuse a revoked jti from now on."""
+        """Close the user's streams (or one session's) on every process. From now on the jti is refused, or,
+        without one, every token of the user issued until now (by `iat`; a token without `iat` as well)."""
+        now = self.clock()
+        # no token still accepted outlives this: longer-lived ones are refused at verification
+        until = now + self.settings.jwt_max_lifetime_seconds + self.settings.jwt_leeway_seconds
         if jti is not None:
-            await self.bus.mark_revoked(jti, self.clock() + REVOKED_JTI_TTL)
+            await self.bus.mark_revoked(jti, until)
+        else:
+            await self.bus.mark_user_revoked(user_id, now, until)
         await self.bus.publish([wire.control_message("revoke", {"user_id": user_id, "jti": jti})])
 
     def _on_message(self, message: bytes) -> None:

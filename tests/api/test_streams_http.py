@@ -44,7 +44,7 @@ async def test_events_reach_the_user_its_roles_its_topics_and_broadcast(
 ) -> None:
     hub: Hub = server.hub  # type: ignore[attr-defined]
     async with open_stream(
-        server.url, token=token("alice", "ops"), params={"topics": "orders,news"}
+        server.url, token=token("alice", "ops", topics=["orders", "news"]), params={"topics": "orders,news"}
     ) as stream:
         expected = [
             await publish(hub, users=["alice"]),
@@ -167,7 +167,7 @@ async def test_a_disconnected_client_leaves_nothing_behind(
         return [t for t in asyncio.all_tasks() if getattr(t.get_coro(), "__qualname__", "") in names]
 
     for _ in range(5):
-        async with open_stream(server.url, token=token("alice"), params={"topics": "t"}):
+        async with open_stream(server.url, token=token("alice", topics=["t"]), params={"topics": "t"}):
             assert len(hub.streams) == 1 and stream_tasks()
     async with asyncio.timeout(5):
         while len(hub.streams) or hub.streams._index or hub.streams._sessions or stream_tasks():

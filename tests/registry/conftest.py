@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,8 @@ class Api:
         self.hub = hub
 
     def auth(self, user: str, *roles: str) -> dict[str, str]:
-        claims = {"sub": user, "exp": int(time.time()) + 3600, "roles": list(roles)}
+        # tokens are checked against the hub's (frozen) clock
+        claims = {"sub": user, "exp": int(self.hub.clock()) + 3600, "roles": list(roles)}
         return {"authorization": f"Bearer {jwt.encode(claims, JWT_SECRET, algorithm='HS256')}"}
 
     async def register(

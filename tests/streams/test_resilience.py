@@ -71,12 +71,12 @@ async def test_a_slow_reader_is_cut_off_while_fast_readers_get_everything(
 async def test_a_stream_closes_when_its_token_expires(
     server: InProcessServer, token: Callable[..., str]
 ) -> None:
-    short = token("alice", ttl=2)
+    short = token("alice", ttl=7)  # streams refuse a token with less than 5 s left (stream_min_token_seconds)
     expires_at = jwt.decode(short, options={"verify_signature": False})["exp"]
     async with open_stream(server.url, token=short) as stream:
         with pytest.raises((StopAsyncIteration, httpx.RemoteProtocolError)):
             while True:
-                await stream.next_frame(timeout=5)
+                await stream.next_frame(timeout=15)
         assert (
             expires_at <= time.time() < expires_at + 2.5
         )  # at expiry (the sweep runs each second), not before

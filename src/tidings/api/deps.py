@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Security
+from fastapi.security import HTTPBearer
 from starlette.requests import HTTPConnection
 
 from ..auth import ADMIN_ROLE, Principal, bearer_token
@@ -12,6 +13,24 @@ from ..errors import ApiError, AuthError, NotStarted
 from ..hub import Hub
 
 HUB_STATE = "tidings_hub"  # where the router's lifespan leaves the hub: app.state.tidings_hub
+
+
+class BearerScheme(HTTPBearer):
+    """Declares a bearer credential in the OpenAPI document (and /docs' Authorize button); the routes' own
+    dependencies below read and check it, so this one does nothing at run time."""
+
+    def __init__(self, name: str, description: str) -> None:
+        super().__init__(scheme_name=name, description=description, auto_error=False)
+
+    async def __call__(self, request: HTTPConnection) -> None:
+        return None
+
+
+USER = BearerScheme("user", "The user's JWT (streams also take `?token=` or the TIDINGS_TOKEN_COOKIE cookie)")
+PUBLISHER = BearerScheme(
+    "publisher", "The publish key (TIDINGS_PUBLISH_KEY), or a JWT with the role `publisher`"
+)
+METRICS = BearerScheme("metrics", "TIDINGS_METRICS_TOKEN, when it is set")
 
 
 def hub_of(request: HTTPConnection) -> Hub:
@@ -34,7 +53,7 @@ async def get_hub(request: HTTPConnection) -> Hub:  # async: FastAPI runs a sync
     return hub_of(request)
 
 
-async def require_user(request: HTTPConnection) -> Principal:
+async def require_user(request: HTTPConnection, _: Annotated[None, Security(USER)]) -> Principal:
     hub = hub_of(request)
     return await hub.authenticate(request_token(request, hub.settings.token_cookie))
 
@@ -45,7 +64,7 @@ async def require_admin(principal: Annotated[Principal, Depends(require_user)]) 
     return principal
 
 
-async def require_publisher(request: HTTPConnection) -> Principal:
+async def require_publisher(request: HTTPConnection, _: Annotated[None, Security(PUBLISHER)]) -> Principal:
     credential = bearer_token(request.headers.get("authorization"))
     if credential is None:
         raise AuthError("send Authorization: Bearer <publish key or publisher JWT>", "unauthorized")

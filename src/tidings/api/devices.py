@@ -13,7 +13,7 @@ import weakref
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Path, Query
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,9 +24,10 @@ from ..push.endpoints import EndpointPolicy
 from ..registry.ratelimit import RegistrationLimiter
 from ..registry.store import Device, valid_user_id
 from ..registry.validation import DeviceIn, PolicyViolation, check_policy
+from .body import read_json
 from .deps import AdminDep, HubDep, UserDep
 from .errors import make_router, validation_response
-from .publish import read_json
+from .openapi import answers, json_body, model_schema
 
 router = make_router(tags=["devices"])
 
@@ -101,28 +102,12 @@ async def _parse(request: Request, hub: Hub) -> DeviceIn | Response:
     return device
 
 
-def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
-    """pydantic's `#/$defs/X` refs do not resolve inside an OpenAPI document; our models nest without cycles."""
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
-        return {k: _inline_refs(v, defs) for k, v in node.items() if k != "$defs"}
-    if isinstance(node, list):
-        return [_inline_refs(v, defs) for v in node]
-    return node
-
-
-def _body_schema() -> dict[str, Any]:
-    # The body is read by hand (see the module docstring), so OpenAPI is told its shape here.
-    schema = DeviceIn.model_json_schema()
-    inlined = _inline_refs(schema, schema.get("$defs", {}))
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inlined}}}}
-
-
-_BODY = _body_schema()
-_REFRESHED: dict[int | str, dict[str, Any]] = {
-    200: {"model": DeviceOut, "description": "Already registered: refreshed"}
+_BODY = json_body(
+    model_schema(DeviceIn)
+)  # read by hand (see the module docstring): OpenAPI is told its shape
+_REGISTER_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"model": DeviceOut, "description": "Already registered: refreshed"},
+    **answers(400, 401, 403, 413, 415, 422, 429, 503),
 }
 
 
@@ -130,14 +115,14 @@ _REFRESHED: dict[int | str, dict[str, Any]] = {
     "/v1/devices",
     status_code=201,
     summary="Register a device (upsert)",
-    responses=_REFRESHED,
+    responses=_REGISTER_ANSWERS,
     openapi_extra=_BODY,
 )
 @router.post(
     "/v1/devices/register",
     status_code=201,
     summary="Alias of POST /v1/devices",
-    responses=_REFRESHED,
+    responses=_REGISTER_ANSWERS,
     openapi_extra=_BODY,
 )
 async def register_device(request: Request, hub: HubDep, user: UserDep, response: Response) -> Any:
@@ -161,15 +146,22 @@ async def register_device(request: Request, hub: HubDep, user: UserDep, response
     return DeviceOut.of(device)
 
 
-@router.get("/v1/devices", summary="The caller's devices")
+@router.get("/v1/devices", summary="The caller's devices", responses=answers(401, 503))
 async def list_devices(hub: HubDep, user: UserDep) -> DeviceList:
     with database_errors():
         devices = await hub.devices.list_for_user(user.user_id)
     return DeviceList(devices=[DeviceOut.of(d) for d in devices])
 
 
-@router.delete("/v1/devices/{device_id}", status_code=204, summary="Remove one of the caller's devices")
-async def remove_device(device_id: str, hub: HubDep, user: UserDep) -> Response:
+@router.delete(
+    "/v1/devices/{device_id}",
+    status_code=204,
+    summary="Remove one of the caller's devices",
+    responses=answers(401, 404, 422, 503),
+)
+async def remove_device(
+    device_id: Annotated[str, Path(max_length=64)], hub: HubDep, user: UserDep
+) -> Response:
     removed = False
     if len(device_id) == 32 and all(c in "0123456789abcdef" for c in device_id):
         with database_errors():
@@ -177,7 +169,12 @@ async def remove_device(device_id: str, hub: HubDep, user: UserDep) -> Response:
     return _removed(removed)
 
 
-@router.delete("/v1/devices", status_code=204, summary="Remove the caller's device with this token")
+@router.delete(
+    "/v1/devices",
+    status_code=204,
+    summary="Remove the caller's device with this token",
+    responses=answers(401, 404, 422, 503),
+)
 async def remove_device_by_token(
     hub: HubDep, user: UserDep, token: Annotated[str, Query(min_length=1, max_length=4096)]
 ) -> Response:
@@ -192,7 +189,11 @@ def _removed(removed: bool) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/v1/admin/devices", summary="All devices, or one user's (role admin), in pages")
+@router.get(
+    "/v1/admin/devices",
+    summary="All devices, or one user's (role admin), in pages",
+    responses=answers(401, 403, 422, 503),
+)
 async def admin_list_devices(
     hub: HubDep,
     admin: AdminDep,

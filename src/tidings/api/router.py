@@ -22,6 +22,7 @@ from ..errors import TidingsError
 from ..hub import Hub
 from .deps import HUB_STATE
 from .errors import http_exception_handler, request_validation_handler, tidings_error_handler
+from .openapi import stream_docs
 from .shutdown import drain_on_signals
 from .stream import StreamEndpoint
 
@@ -60,6 +61,7 @@ def build_router(
         router.routes.append(Route(path, endpoint, methods=["GET"], include_in_schema=False))
     for name in FEATURE_ROUTERS:
         router.include_router(import_module(f"{__package__}.{name}").router)
+    router.include_router(stream_docs())  # after the stream routes above, which answer these paths
     return router
 
 

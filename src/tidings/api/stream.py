@@ -68,7 +68,10 @@ class StreamEndpoint:
             raise ApiError(
                 503, "shutting_down", "this server is restarting; reconnect", headers={"Retry-After": "1"}
             )
-        principal = await self._hub.authenticate(request_token(request, self._hub.settings.token_cookie))
+        settings = self._hub.settings
+        principal = await self._hub.authenticate(
+            request_token(request, settings.token_cookie), valid_for=settings.stream_min_token_seconds
+        )
         if self._required_role and not principal.has_role(self._required_role):
             raise ApiError(403, "forbidden", f"this stream requires the role {self._required_role!r}")
         topics = parse_topics(request.query_params.get("topics"))

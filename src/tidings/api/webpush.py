@@ -9,6 +9,7 @@ from ..errors import ApiError
 from ..push.vapid import VapidKey
 from .deps import HubDep
 from .errors import make_router
+from .openapi import answers
 
 router = make_router(tags=["webpush"])
 
@@ -18,7 +19,11 @@ def _public_key(path: Path, mtime_ns: int) -> str:
     return VapidKey.load(path).public_key  # keyed by mtime too: a regenerated key is served at once
 
 
-@router.get("/v1/webpush/vapid-public-key", summary="The VAPID public key (base64url, uncompressed P-256)")
+@router.get(
+    "/v1/webpush/vapid-public-key",
+    summary="The VAPID public key (base64url, uncompressed P-256)",
+    responses=answers(404, 503),
+)
 async def vapid_public_key(hub: HubDep) -> dict[str, str]:
     path = hub.settings.vapid_private_key_path
     if path is None:

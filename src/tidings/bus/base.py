@@ -37,6 +37,15 @@ class Bus(ABC):
         """Whether a session id was revoked (and has not yet expired)."""
 
     @abstractmethod
+    async def mark_user_revoked(self, user_id: str, at: float, until: float) -> None:
+        """Refuse every token of `user_id` issued at or before epoch time `at`, until `until`, on every process."""
+
+    @abstractmethod
+    async def is_token_revoked(self, user_id: str, jti: str | None, issued_at: float | None) -> bool:
+        """Whether a token was revoked, by its session id or by its user since it was issued (a token without an
+        issue time counts as issued before any revocation of its user). One round trip to a broker."""
+
+    @abstractmethod
     async def healthy(self) -> bool:
         """Whether the broker is reachable now."""
 

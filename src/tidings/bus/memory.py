@@ -19,6 +19,7 @@ class MemoryBus(Bus):
         self._last = (0, 0)
         self._history = ChannelHistory(max_events=max_events, max_age=max_age, clock=clock)
         self._revoked: dict[str, float] = {}
+        self._users_revoked: dict[str, tuple[float, float]] = {}  # user id → (revoked at, remembered until)
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -58,6 +59,17 @@ class MemoryBus(Bus):
 
     async def is_revoked(self, jti: str) -> bool:
         return self._revoked.get(jti, 0.0) > self._clock()
+
+    async def mark_user_revoked(self, user_id: str, at: float, until: float) -> None:
+        now = self._clock()
+        self._users_revoked = {k: v for k, v in self._users_revoked.items() if v[1] > now}
+        self._users_revoked[user_id] = (at, until)
+
+    async def is_token_revoked(self, user_id: str, jti: str | None, issued_at: float | None) -> bool:
+        if jti is not None and await self.is_revoked(jti):
+            return True
+        at, until = self._users_revoked.get(user_id, (0.0, 0.0))
+        return until > self._clock() and (issued_at is None or issued_at <= at)
 
     async def healthy(self) -> bool:
         return True

@@ -48,6 +48,7 @@ class RedisBus(Bus):
         self._log_key = f"{prefix}:log"
         self._history_prefix = f"{prefix}:h:"
         self._revoked_prefix = f"{prefix}:revoked:"
+        self._user_revoked_prefix = f"{prefix}:revoked-user:"
         self._max_events = max_events
         self._max_age = max_age
         self._log_length = log_length
@@ -127,6 +128,21 @@ class RedisBus(Bus):
     async def is_revoked(self, jti: str) -> bool:
         with redis_errors():
             return bool(await self._redis.exists(f"{self._revoked_prefix}{jti}"))
+
+    async def mark_user_revoked(self, user_id: str, at: float, until: float) -> None:
+        with redis_errors():
+            key = f"{self._user_revoked_prefix}{user_id}"
+            await self._redis.set(key, repr(at).encode(), pxat=int(until * 1000))
+
+    async def is_token_revoked(self, user_id: str, jti: str | None, issued_at: float | None) -> bool:
+        keys = [f"{self._user_revoked_prefix}{user_id}"]
+        if jti is not None:
+            keys.append(f"{self._revoked_prefix}{jti}")
+        with redis_errors():
+            revoked_at, *by_jti = await self._redis.mget(keys)
+        if by_jti and by_jti[0] is not None:
+            return True
+        return revoked_at is not None and (issued_at is None or issued_at <= float(revoked_at))
 
     async def healthy(self) -> bool:
         try:

@@ -10,7 +10,7 @@ import typer
 
 from .. import __version__
 from ..config import Settings
-from ..devmode import ensure_dev_secrets
+from ..devmode import ensure_dev_secrets, generated_fields
 from .common import fail, settings_or_exit
 
 app = typer.Typer(
@@ -29,28 +29,35 @@ def serve(
     from ..server.serve import serve as run
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = ensure_dev_secrets(settings_or_exit(**overrides))
+    configured = settings_or_exit(**overrides)
+    settings = ensure_dev_secrets(configured)
     if workers > 1 and not settings.uses_redis:
         fail("--workers > 1 needs a shared bus: set TIDINGS_BUS_URL=redis://...")
     configure_logging(settings)
     if settings.is_development:
-        typer.echo(_walkthrough(settings), err=True)
+        typer.echo(_walkthrough(settings, generated_fields(configured)), err=True)
     run(settings, workers=workers)
 
 
-def _walkthrough(settings: Settings) -> str:
+def _walkthrough(settings: Settings, generated: frozenset[str]) -> str:
+    """A ready-to-paste curl pair. It shows only secrets generated for this data directory: a configured publish
+    key or JWT secret never reaches a terminal (or the log it is captured in)."""
     from ..auth import mint_token
 
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
-    token = (
-        mint_token(settings.jwt_secret, "alice", ["admin"], ttl=86_400) if settings.jwt_secret else "<JWT>"
-    )
+    if "jwt_secret" in generated:
+        token = mint_token(settings.jwt_secret, "alice", ttl=3600)
+    else:
+        token = (
+            "$(tidings token --user alice)" if settings.jwt_secret else "<a JWT for alice from your issuer>"
+        )
+    key = settings.publish_key if "publish_key" in generated else "$TIDINGS_PUBLISH_KEY"
     event = json.dumps({"type": "order.created", "data": {"order_id": 1}, "to": {"users": ["alice"]}})
     return (
         "\ntidings (development mode). Try it — in one terminal:\n"
-        f"  curl -N '{base}/v1/events?token={token}'\n"
+        f'  curl -N "{base}/v1/events?token={token}"\n'
         "and in another:\n"
-        f"  curl -X POST {base}/v1/publish -H 'Authorization: Bearer {settings.publish_key}' "
+        f'  curl -X POST {base}/v1/publish -H "Authorization: Bearer {key}" '
         f"-H 'Content-Type: application/json' -d '{event}'\n"
     )
 

@@ -22,7 +22,16 @@ def create_app(hub: Hub | None = None, *, handle_signals: bool = True) -> ASGIAp
         settings = load_settings()
         configure_logging(settings)
         hub = Hub(settings)
-    app = FastAPI(title="tidings", version=__version__, docs_url="/docs", redoc_url=None)
+    # the API's description is off in production unless asked for (TIDINGS_DOCS_ENABLED): a public server need
+    # not publish a map of itself
+    docs = hub.settings.effective_docs_enabled
+    app = FastAPI(
+        title="tidings",
+        version=__version__,
+        docs_url="/docs" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+        redoc_url=None,
+    )
     install_error_handlers(app)
     streams = stream_endpoints(hub)
     app.include_router(build_router(hub, streams=streams, handle_signals=handle_signals))
