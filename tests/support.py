@@ -259,7 +259,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             preexec_fn=self.preexec_fn,
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 45  # start-up imports take seconds on a loaded 2-core machine
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()}")
