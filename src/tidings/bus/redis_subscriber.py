@@ -30,7 +30,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..wire import gap_message, message_id, parse_id, with_id
+from ..wire import gap_message, message_id, parse_id
 from .base import Deliver
 
 log = logging.getLogger("tidings.bus")
@@ -128,18 +128,19 @@ class Subscription:
         caught = 0
         while self.last < newest:
             cursor = self.last
-            floor, entries = await self._page(
+            floor, page = await self._page(
                 keys=[self._events_key, self._meta_key], args=[f"{cursor[0]}-{cursor[1]}", PAGE_SIZE]
             )
             if key_of(floor) > cursor:
                 self._gap("the events stream was trimmed during catch-up", incarnation, newest)
                 return
-            if not entries:  # `newest` was issued but is not there: something removed it
+            messages = split_page(page)
+            if not messages:  # `newest` was issued but is not there: something removed it
                 self._gap("events the history announced are missing", incarnation, newest)
                 return
-            for entry_id, fields in entries:
-                self._hand_over(with_id(entry_id, _field(fields, b"t")))
-            caught += len(entries)
+            for message in messages:
+                self._hand_over(message)
+            caught += len(messages)
         if caught:
             log.info("redis bus: caught up %d events missed while the subscription was down", caught)
 
@@ -207,11 +208,12 @@ class Subscription:
         self._waiters = still
 
 
-def _field(fields: Any, name: bytes) -> bytes:
-    """A field of a stream entry as a Lua script returns it (a flat list) or redis-py does (a dict)."""
-    if isinstance(fields, dict):
-        return bytes(fields[name])
-    for index in range(0, len(fields), 2):
-        if fields[index] == name:
-            return bytes(fields[index + 1])
-    raise KeyError(name)
+def split_page(page: bytes) -> list[bytes]:
+    """The messages of a catch-up page (`<length>:<message>` records, see `redis_lua.PAGE`)."""
+    messages, position = [], 0
+    while position < len(page):
+        colon = page.index(b":", position)
+        end = colon + 1 + int(page[position:colon])
+        messages.append(page[colon + 1 : end])
+        position = end
+    return messages
