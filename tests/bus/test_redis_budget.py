@@ -71,21 +71,43 @@ async def test_a_publish_to_3000_users_costs_redis_the_message_plus_a_small_reco
     assert cost <= budget, f"{cost:,} bytes for a {len(message):,}-byte message to {len(users):,} users"
 
 
+async def main_thread_cpu(redis: Any) -> float:
+    cpu = await redis.info("cpu")
+    return float(cpu["used_cpu_user_main_thread"]) + float(cpu["used_cpu_sys_main_thread"])
+
+
 async def test_no_script_call_of_a_large_publish_holds_redis_for_50_ms(
-    bus: tuple[RedisBus, list[bytes]], redis: Any
+    bus: tuple[RedisBus, list[bytes]], redis: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One event to 3,000 users and a batch of 100 events to 100 users each: the work is split across calls,
-    each far under the budget (before: one call per publish, copying the message per user)."""
+    each far under the budget (before: one call per publish, copying the message per user — ~400 ms for the
+    3,000 users). Each call is measured by the CPU Redis' main thread spent on it, which is what blocks other
+    clients and, unlike wall time, does not count the moments a loaded host gave Redis no CPU at all."""
     instance, received = bus
-    await redis.config_set("slowlog-log-slower-than", 1000)  # calls over 1 ms; the commands inside are µs
-    await redis.config_set("slowlog-max-len", 10_000)
+    spent: list[float] = []
+
+    def measured(script: Any) -> Any:
+        async def call(**kwargs: Any) -> Any:
+            before = await main_thread_cpu(redis)
+            try:
+                return await script(**kwargs)
+            finally:
+                spent.append(await main_thread_cpu(redis) - before)
+
+        return call
+
+    monkeypatch.setattr(instance, "_publish", measured(instance._publish))
+    monkeypatch.setattr(instance, "_index", measured(instance._index))
+    await redis.config_set("slowlog-log-slower-than", 1000)
     await redis.slowlog_reset()
     ids = await instance.publish([event([f"user-{n}" for n in range(3000)])])
     ids += await instance.publish([event([f"u{n}-{m}" for m in range(100)], n) for n in range(100)])
     await delivered(received, ids[-1])
-    scripts = [e for e in await redis.slowlog_get(10_000) if e["command"].startswith(b"EVALSHA")]
-    slowest = max((e["duration"] for e in scripts), default=0)
-    assert slowest < SCRIPT_BUDGET_US, f"a script call held Redis {slowest / 1000:.1f} ms"
+    slowlog = [e["duration"] for e in await redis.slowlog_get(1000) if e["command"].startswith(b"EVALSHA")]
+    assert len(spent) > 2 and max(spent) < SCRIPT_BUDGET_US / 1e6, (
+        f"a script call took {max(spent) * 1000:.1f} ms of Redis CPU "
+        f"(slowest by wall time: {max(slowlog, default=0) / 1000:.1f} ms)"
+    )
 
 
 async def commands(redis: Any) -> int:

@@ -6,6 +6,7 @@ subscriber at its pub/sub output-buffer limit."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ import redis.asyncio as aioredis
 from redis_process import RedisServer
 
 import tidings.bus.redis as redis_bus
+from support import require
 from tidings.bus.redis import RedisBus
 from tidings.wire import GAP, encode_tail, message_id, parse_id
 
@@ -135,14 +137,14 @@ async def test_a_reference_to_a_message_no_longer_stored_reads_as_a_gap(own_redi
 async def test_an_audience_indexed_over_several_calls_is_replayed_to_every_member(
     own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_bus, "CALL_CHANNELS", 3)
-    users = [f"u:user{n}" for n in range(8)]
+    monkeypatch.setattr(redis_bus, "CALL_CHANNELS", 8)  # 3 channels with the event, 8 a call after
+    users = [f"u:user{n}" for n in range(20)]
     received: list[bytes] = []
     bus = await started(own_redis.url, received)
     try:
         [before] = await bus.publish([tail(0, ["u:user7", "u:other"])])
         [event, after] = await bus.publish([tail(1, users), tail(2, ["u:user7"])])
-        for user in ("u:user0", "u:user4", "u:user7"):
+        for user in ("u:user0", "u:user9", "u:user19", "u:user7"):
             replay = await bus.history(before, [user])
             expected = [event, after] if user == "u:user7" else [event]
             assert replay is not None and [message_id(m) for m in replay] == expected, user
@@ -156,7 +158,7 @@ async def test_an_event_whose_indexing_was_cut_short_is_still_replayed(
 ) -> None:
     """The publisher dies (here: Redis refuses) after the event went out but before its whole audience was
     indexed: resumes find it among the pending events, and only the members of its audience get it."""
-    monkeypatch.setattr(redis_bus, "CALL_CHANNELS", 3)
+    monkeypatch.setattr(redis_bus, "CALL_CHANNELS", 8)  # 3 channels with the event, 8 a call after
     received: list[bytes] = []
     bus = await started(own_redis.url, received)
 
@@ -166,7 +168,7 @@ async def test_an_event_whose_indexing_was_cut_short_is_still_replayed(
     try:
         [before] = await bus.publish([tail(0, ["u:user7"])])
         monkeypatch.setattr(bus, "_index", refuse)
-        [event] = await bus.publish([tail(1, [f"u:user{n}" for n in range(8)])])
+        [event] = await bus.publish([tail(1, [f"u:user{n}" for n in range(20)])])
         replay = await bus.history(before, ["u:user7"])
         assert replay is not None and [message_id(m) for m in replay] == [event]
         assert await bus.history(before, ["u:nobody"]) == []
@@ -191,3 +193,24 @@ async def test_a_resume_never_replays_what_its_own_subscription_has_not_delivere
         assert [message_id(m) for m in replay] == ids[: len(replay)]
     finally:
         await bus.stop()
+
+
+async def test_a_process_that_started_without_redis_resets_its_streams_when_it_subscribes(
+    tmp_path: Any,
+) -> None:
+    """Streams may open while the first subscription is still being retried (the process goes on after 5 s):
+    events published meanwhile never reached them, so the first subscription owes them a reset."""
+    require(shutil.which("redis-server") is not None, "the redis-server binary")
+    redis = RedisServer(tmp_path)  # its port is chosen, nothing listens yet
+    received: list[bytes] = []
+    bus = RedisBus(redis.url, prefix=PREFIX)
+    await bus.start(received.append)  # gives up waiting after 5 s, keeps retrying
+    try:
+        assert not bus.connected.is_set()
+        redis.start()
+        await wait_for(lambda: GAP in kinds(received))
+        [later] = await bus.publish([tail(1)])
+        await wait_for(lambda: message_id(received[-1]) == later)
+    finally:
+        await bus.stop()
+        redis.kill()

@@ -3,8 +3,9 @@
 Publishing runs a script that, atomically per event, takes the next id from the events stream (storing the
 message there, once), references it from each audience channel's history and PUBLISHes it: pub/sub order equals
 id order across every publisher. What one event costs Redis is its size plus a small record per audience channel
-(`redis_lua.py` has the figures); a batch is split into script calls of at most `CALL_CHANNELS` channel writes
-and `CALL_BYTES` of messages, and an audience larger than one call is indexed by follow-up calls (the event is
+(`redis_lua.py` has the figures); a batch is split into script calls of bounded cost (`CALL_CHANNELS` units: one
+per channel written, `EVENT_COST` per event) and `CALL_BYTES` of messages, and an audience larger than one call
+is indexed by follow-up calls (the event is
 `pending` meanwhile, and resumes find it there), so no call holds Redis for long. A batch split across calls is
 not atomic as a whole: if Redis fails between two calls, the events before the failure are published.
 
@@ -31,7 +32,10 @@ from .redis_subscriber import EventKey, Subscription, key_of
 
 log = logging.getLogger("tidings.bus")
 
-CALL_CHANNELS = 1_000  # channel writes per script call: ~4 µs each, so a call stays far under 50 ms
+# What one script call may do, so that none holds Redis for long (the budget is 50 ms; measured on a 2-core host
+# under a load of 7: ~15 µs per channel written, ~70 µs per event stored and published, so a full call ~10 ms).
+CALL_CHANNELS = 500  # cost units per call: one per channel written ...
+EVENT_COST = 5  # ... and this many per event (its id, stored copy, PUBLISH)
 CALL_BYTES = 1 << 20  # message bytes per script call (each is stored and published once)
 SETTLE_TIMEOUT = 3.0  # how long a resume waits for this process's subscription to reach what it replays
 
@@ -86,6 +90,7 @@ class RedisBus(Bus):
             async with asyncio.timeout(5):
                 await self.connected.wait()
         except TimeoutError:
+            self._subscription.late = True  # streams opened before it connects get a reset when it does
             log.warning("redis bus: not connected yet; continuing to retry in the background")
 
     async def stop(self) -> None:
@@ -222,21 +227,23 @@ Call = list[tuple[bytes, list[str], list[str]]]  # per event: tail, channels ind
 
 
 def _plan(tails: Sequence[bytes], channels_of: Any) -> Iterator[Call]:
-    """Group events into script calls of at most CALL_CHANNELS channel writes and CALL_BYTES of messages (at
-    least one event each); an event with a larger audience ends its call and its rest is indexed after."""
+    """Group events into script calls costing at most CALL_CHANNELS units (EVENT_COST per event, one per channel)
+    and CALL_BYTES of messages, at least one event each; an event with a larger audience ends its call and the
+    rest of its audience is indexed after, CALL_CHANNELS channels per call."""
     call: Call = []
-    writes = size = 0
+    cost = size = 0
     for tail in tails:
         channels: list[str] = channels_of(tail)
-        head, rest = channels[:CALL_CHANNELS], channels[CALL_CHANNELS:]
-        if call and (writes + len(head) > CALL_CHANNELS or size + len(tail) > CALL_BYTES):
+        fits = max(1, CALL_CHANNELS - EVENT_COST)
+        head, rest = channels[:fits], channels[fits:]
+        if call and (cost + EVENT_COST + len(head) > CALL_CHANNELS or size + len(tail) > CALL_BYTES):
             yield call
-            call, writes, size = [], 0, 0
+            call, cost, size = [], 0, 0
         call.append((tail, head, rest))
-        writes += len(head)
+        cost += EVENT_COST + len(head)
         size += len(tail)
         if rest:
             yield call
-            call, writes, size = [], 0, 0
+            call, cost, size = [], 0, 0
     if call:
         yield call

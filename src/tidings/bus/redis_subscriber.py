@@ -69,6 +69,7 @@ class Subscription:
         self.last: EventKey = ZERO  # every event up to here was delivered (or announced lost by a gap)
         self.gaps = 0  # how many gaps were announced: a resume read across one must not be trusted
         self._incarnation: tuple[bytes, bytes] | None = None  # (run id, origin) of the Redis we follow
+        self.late = False  # set when the process went on without a subscription (streams may open meanwhile)
         self._waiters: list[tuple[EventKey, asyncio.Future[None]]] = []
         self.connected = asyncio.Event()
 
@@ -90,6 +91,9 @@ class Subscription:
             except (RedisError, OSError) as exc:
                 self.connected.clear()
                 log.warning("redis bus: subscription lost (%s); retrying in %.1fs", exc, delay)
+            except Exception:  # a bug or an unreadable reply must not end the subscription for good
+                self.connected.clear()
+                log.exception("redis bus: subscription failed; retrying in %.1fs", delay)
             finally:
                 await pubsub.aclose()
             await asyncio.sleep(delay * (0.5 + random.random()))
@@ -108,9 +112,12 @@ class Subscription:
         origin, newest, floor = await self._snapshot(keys=[self._meta_key])
         incarnation = (str(info.get("run_id", "")).encode(), origin)
         newest_key = key_of(newest)
-        if self._incarnation is None:  # the first subscription: nothing is owed from before it
+        if self._incarnation is None:  # the first subscription: nothing is owed from before it...
             self._incarnation = incarnation
-            self._advance(newest_key)
+            if self.late:  # ...unless streams could open before it, and may have missed events since
+                self._gap("subscribed only after streams could open", incarnation, newest_key)
+            else:
+                self._advance(newest_key)
             return
         if incarnation != self._incarnation:
             self._gap("redis restarted or lost its data", incarnation, newest_key)
