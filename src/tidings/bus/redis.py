@@ -126,8 +126,12 @@ class RedisBus(Bus):
     def _publish_keys(self) -> list[str]:
         return [self._events_key, self._channel, self._meta_key, self._pending_key]
 
+    @property
+    def _keeps_history(self) -> bool:
+        return self._max_events > 0 and int(self._max_age * 1000) > 0
+
     def _indexed_channels(self, tail: bytes) -> list[str]:
-        if self._max_events == 0:
+        if not self._keeps_history:
             return []  # no history kept: resumes reset
         return [c for c in tail_channels(tail) if c != CONTROL]  # no stream reads the control channel
 
@@ -149,7 +153,7 @@ class RedisBus(Bus):
             start = parse_id(after)
         except ValueError:
             return None
-        if self._max_events == 0 or start[0] < (self._clock() - self._max_age) * 1000:
+        if not self._keeps_history or start[0] < (self._clock() - self._max_age) * 1000:
             return None
         subscription = self._subscription
         gaps = subscription.gaps if subscription is not None else 0
