@@ -25,9 +25,8 @@ from .clock import Clock
 
 BROADCAST = "*"
 CONTROL = "#ctl"  # the channel of control messages between processes (revocations); no stream holds it
-GAP = (
-    "tidings.gap"  # the control message a bus delivers in place of events it lost: every local stream resets
-)
+# the control message a bus delivers in place of events it lost: every stream of the process resets
+GAP = "tidings.gap"
 
 KEEPALIVE = b":keepalive\n\n"
 STREAM_CONTENT_TYPE = b"text/event-stream; charset=utf-8"
