@@ -306,7 +306,11 @@ class Hub:
             self.streams.route(envelope)
 
     def _on_control(self, envelope: wire.Envelope) -> None:
-        if envelope.type == "tidings.revoke":
+        if envelope.type == wire.GAP:
+            # the bus lost events it could not recover: no stream may go on as if nothing happened
+            reset = self.streams.reset_all(wire.reset_frame("events_lost"))
+            log.warning("bus gap: %d streams reset", reset, extra={"reason": envelope.body.get("reason")})
+        elif envelope.type == "tidings.revoke":
             body = envelope.body
             user_id, jti = body["user_id"], body.get("jti")
             self.streams.close_where(

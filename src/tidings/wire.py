@@ -25,6 +25,8 @@ from .clock import Clock
 
 BROADCAST = "*"
 CONTROL = "#ctl"  # the channel of control messages between processes (revocations); no stream holds it
+# the control message a bus delivers in place of events it lost: every stream of the process resets
+GAP = "tidings.gap"
 
 KEEPALIVE = b":keepalive\n\n"
 STREAM_CONTENT_TYPE = b"text/event-stream; charset=utf-8"
@@ -71,9 +73,10 @@ def _single_line(value: str) -> str:
     return value
 
 
-def reset_frame() -> bytes:
-    """Told to a resuming client whose gap the history cannot fill: refetch your state."""
-    return sse_frame('{"reason":"history_unavailable"}', event="reset")
+def reset_frame(reason: str = "history_unavailable") -> bytes:
+    """Told to a client whose gap cannot be filled: refetch your state. `history_unavailable` for a resume the
+    history cannot cover; `events_lost` for a live stream whose process lost events it could not recover."""
+    return sse_frame(orjson.dumps({"reason": reason}).decode(), event="reset")
 
 
 def shutdown_frame(retry_ms: int) -> bytes:
@@ -129,6 +132,11 @@ def parse_id(event_id: str) -> tuple[int, int]:
 def control_message(kind: str, body: dict[str, object]) -> bytes:
     """A control message tail (`tidings.<kind>` on the control channel); every process receives it."""
     return encode_tail(f"tidings.{kind}", [CONTROL], body)
+
+
+def gap_message(after: str, reason: str) -> bytes:
+    """The whole bus message a bus delivers, in order, where it lost events after id `after` (`GAP`)."""
+    return with_id(after, encode_tail(GAP, [CONTROL], {"reason": reason}))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -18,16 +18,30 @@ def tail(kind: str, channels: str, body: str = '{"data":{}}') -> bytes:
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def bus(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Bus, list[bytes]]]:
-    if request.param == "memory":
-        instance = create_bus("memory://", max_events=5, max_age=600)
-    else:
-        settings: dict[str, str] = request.getfixturevalue("redis_settings")
-        instance = create_bus(settings["bus_url"], prefix=settings["redis_prefix"], max_events=5, max_age=600)
+async def make_bus(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Awaitable[Bus]]]:
+    """Start a bus of the parametrised kind: `await make_bus(received.append, max_events=5)`."""
+    made: list[Bus] = []
+
+    async def make(deliver: Callable[[bytes], None], *, max_events: int) -> Bus:
+        if request.param == "memory":
+            instance = create_bus("memory://", max_events=max_events, max_age=600)
+        else:
+            settings: dict[str, str] = request.getfixturevalue("redis_settings")
+            url, prefix = settings["bus_url"], settings["redis_prefix"]
+            instance = create_bus(url, prefix=prefix, max_events=max_events, max_age=600)
+        await instance.start(deliver)
+        made.append(instance)
+        return instance
+
+    yield make
+    for instance in made:
+        await instance.stop()
+
+
+@pytest.fixture
+async def bus(make_bus: Callable[..., Awaitable[Bus]]) -> tuple[Bus, list[bytes]]:
     received: list[bytes] = []
-    await instance.start(received.append)
-    yield instance, received
-    await instance.stop()
+    return await make_bus(received.append, max_events=5), received
 
 
 async def wait_for(received: list[Any], count: int) -> None:
@@ -80,6 +94,32 @@ async def test_history_is_complete_when_only_older_events_were_trimmed(bus: tupl
     ids = await instance.publish([tail(f"a.e{i}", "u:alice") for i in range(7)])
     replay = await instance.history(ids[2], ["u:alice"])  # ids[0..1] trimmed, ids[2] was seen by the client
     assert replay is not None and [m.split(b"\n")[0].decode() for m in replay] == ids[3:]
+
+
+async def test_with_no_history_kept_a_resume_is_never_told_nothing_happened(
+    make_bus: Callable[..., Awaitable[Bus]],
+) -> None:
+    """`TIDINGS_HISTORY_MAX_EVENTS=0` keeps nothing: every resume must reset, not replay an empty list."""
+    received: list[bytes] = []
+    instance = await make_bus(received.append, max_events=0)
+    [first] = await instance.publish([tail("a.one", "u:alice")])
+    await instance.publish([tail("a.two", "u:alice")])
+    await wait_for(received, 2)
+    assert await instance.history(first, ["u:alice"]) is None
+
+
+async def test_history_never_returns_what_the_subscription_has_not_delivered(
+    bus: tuple[Bus, list[bytes]],
+) -> None:
+    """A replay meets the live stream without a seam: each replayed event was already handed to `deliver`
+    (the hub holds live events for a resuming stream and drops the ones the replay carried)."""
+    instance, received = bus
+    [first] = await instance.publish([tail("a.one", "u:alice")])
+    ids = await instance.publish([tail(f"a.e{i}", "u:alice") for i in range(3)])
+    replay = await instance.history(first, ["u:alice"])
+    delivered = {m.split(b"\n")[0].decode() for m in received}
+    assert replay is not None and [m.split(b"\n")[0].decode() for m in replay] == ids
+    assert all(event_id in delivered for event_id in ids)
 
 
 @pytest.mark.parametrize("bad", ["garbage", "", "12", "-1-2", "99999999999999-0"])

@@ -6,7 +6,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 Deliver = Callable[[bytes], None]
-"""Called in the event loop with each bus message (`<id>\\n<type>\\n<channels>\\n<json>`), in id order."""
+"""Called in the event loop with each bus message (`<id>\\n<type>\\n<channels>\\n<json>`), in id order, each once.
+A bus that cannot deliver some (a lost subscription it could not catch up) says so in order instead: a control
+message `tidings.gap` (`wire.gap_message`), after which every local stream must reset."""
 
 
 class Bus(ABC):
@@ -26,7 +28,9 @@ class Bus(ABC):
 
     @abstractmethod
     async def history(self, after: str, channels: Sequence[str]) -> list[bytes] | None:
-        """Messages after id `after` on any of `channels`, oldest first; None when `after` predates the history."""
+        """Messages after id `after` on any of `channels`, oldest first, none beyond what this process's own
+        subscription has delivered (so a replay meets the live stream without a duplicate); None whenever some
+        may be missing (too old, trimmed, unknown id, history lost) — never an empty list for a gap."""
 
     @abstractmethod
     async def mark_revoked(self, jti: str, until: float) -> None:

@@ -51,6 +51,8 @@ class ChannelHistory:
         except ValueError:
             return None
         horizon = (int(self._clock() * 1000) - self._max_age_ms, 0)
+        if self._max_events == 0:
+            return None  # no history is kept: nothing can be vouched for
         if start < self._origin or start < horizon or start > self._last_assigned:
             return None
         streams = []

@@ -124,6 +124,16 @@ class Router:
             conn.close(reason)
         return len(matched)
 
+    def reset_all(self, frame: bytes) -> int:
+        """Send `frame` (an `event: reset`) to every open stream, which then carries on live; returns how many.
+        For a bus that lost events it cannot attribute to channels: any stream may have missed one."""
+        reset = 0
+        for conn in self.connections():
+            if not conn.closed:
+                conn.send_comment(frame)
+                reset += 1
+        return reset
+
     def sweep(self) -> None:
         """Keepalives for quiet streams; close idle, expired and over-age ones; forget history past its age."""
         if self._expire_history is not None:
