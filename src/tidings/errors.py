@@ -8,6 +8,7 @@ TidingsError
 │   └── InvalidPreferences  a user's delivery preferences
 ├── BusUnavailable       the broker cannot take or carry events right now (→ 503)
 │   └── PushNotQueued    the streams got the events, their push jobs could not be queued (→ 503, ids named)
+├── NotFound             something the caller named does not exist for them (→ 404)
 ├── StoreUnavailable     the database is busy, unreachable, or dropped the connection (→ 503)
 ├── NotStarted           a hub used outside its lifespan
 ├── PolicyViolation      input that is well-formed but not allowed (a device endpoint off the allow-list, ...)
@@ -75,6 +76,10 @@ class PushNotQueued(BusUnavailable):
             f"events {', '.join(event_ids)} reached the streams, but their push jobs could not be queued"
         )
         self.event_ids = event_ids
+
+
+class NotFound(TidingsError):
+    """What the caller named does not exist — or is not theirs, which answers the same, so nothing can be probed."""
 
 
 class StoreUnavailable(TidingsError):

@@ -23,6 +23,7 @@ from ..errors import (
     AuthError,
     BusUnavailable,
     InvalidInput,
+    NotFound,
     NotStarted,
     PolicyViolation,
     PushNotQueued,
@@ -62,6 +63,8 @@ def as_api_error(exc: TidingsError) -> ApiError:
         return ApiError(503, "push_unavailable", str(exc), headers=RETRY_SOON)
     if isinstance(exc, BusUnavailable):
         return ApiError(503, "unavailable", "the event bus is unavailable; retry", headers=RETRY_SOON)
+    if isinstance(exc, NotFound):
+        return ApiError(404, "not_found", str(exc))
     if isinstance(exc, StoreUnavailable):
         return ApiError(503, "unavailable", "the database is busy or unreachable; retry", headers=RETRY_SOON)
     if isinstance(exc, NotStarted):

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from tidings.inbox.errors import InboxError, InvalidCursor, InvalidInboxInput, ItemsNotFound, TooManyIds
+from tidings.inbox.errors import InvalidCursor, InvalidInboxInput, ItemsNotFound, TooManyIds
 from tidings.inbox.models import (
     Counts,
     InboxItem,
@@ -22,7 +22,6 @@ from tidings.inbox.store import MAX_PAGE, InboxStore
 __all__ = [
     "MAX_PAGE",
     "Counts",
-    "InboxError",
     "InboxItem",
     "InboxStore",
     "InvalidCursor",

@@ -1,34 +1,27 @@
 """The inbox's errors: input the store refuses, each naming the offending field.
 
-TidingsError
-└── InboxError
-    ├── InvalidInboxInput   malformed or over-budget input; `field` names it (→ 400/422), nothing changed
-    │   ├── InvalidCursor   a page cursor this server did not issue (field "cursor")
-    │   └── TooManyIds      more ids in one request than the budget allows (field "ids")
-    └── ItemsNotFound       ids that are not in the caller's inbox (→ 404); nothing changed, `ids` lists them
-
-(These could move into `tidings.errors` when the HTTP layer maps them; they derive from its root already.)
+InvalidInput (tidings.errors, → 422)
+└── InvalidInboxInput       malformed or over-budget input; `field` names it, nothing changed
+    ├── InvalidCursor       a page cursor this server did not issue (field "cursor")
+    └── TooManyIds          more ids in one request than the budget allows (field "ids")
+NotFound (tidings.errors, → 404)
+└── ItemsNotFound           ids that are not in the caller's inbox; nothing changed, `ids` lists them
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tidings.errors import TidingsError
+from tidings.errors import InvalidInput, NotFound
 
-__all__ = ["InboxError", "InvalidCursor", "InvalidInboxInput", "ItemsNotFound", "TooManyIds"]
-
-
-class InboxError(TidingsError):
-    """Root of the inbox's errors."""
+__all__ = ["InvalidCursor", "InvalidInboxInput", "ItemsNotFound", "TooManyIds"]
 
 
-class InvalidInboxInput(InboxError):
+class InvalidInboxInput(InvalidInput):
     """Input the inbox cannot take; `field` names it and `message` says why."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+        super().__init__([{"field": field, "message": message}])
         self.message = message
 
 
@@ -48,7 +41,7 @@ class TooManyIds(InvalidInboxInput):
         self.limit = limit
 
 
-class ItemsNotFound(InboxError):
+class ItemsNotFound(NotFound):
     """Some ids are not items of the caller's inbox (unknown, pruned, or someone else's); nothing changed."""
 
     def __init__(self, ids: Sequence[str]) -> None:
