@@ -12,6 +12,10 @@ A job's fate, after its sends (see dispatch.py for the per-device part):
 - the job itself could not be read or its devices looked up → the whole job is retried or dead-lettered.
 Every attempt is written to the delivery log; rows and last_used_at of concurrent jobs are group-committed
 (bookkeeping.py), and a job is acked only after its rows are written.
+
+A long job checkpoints its progress as answers arrive (progress.py: batched, rows first, then the queue), so
+a job redelivered after its worker died (`Lease.deliveries > 1`) skips the devices already answered, and a
+job handed back at shutdown, or rescheduled after a worker error, is narrowed to the devices not checkpointed.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from dataclasses import replace
 from tidings import metrics
 from tidings.delivery import report
 from tidings.delivery.bookkeeping import DeliveryRecorder, GroupWriter
-from tidings.delivery.dispatch import Attempt, DeviceSource, Dispatcher
+from tidings.delivery.dispatch import Attempt, DeviceLike, DeviceSource, Dispatcher
+from tidings.delivery.progress import Progress
 from tidings.delivery.queue import Lease, PushJob, Queue
 from tidings.delivery.retry import RetryPolicy, is_quota
 from tidings.events import PushSpec
@@ -61,6 +66,8 @@ class Worker:
         retry_policy: RetryPolicy | None = None,
         consumer: str | None = None,
         handle_signals: bool = False,
+        checkpoint_every: int = 256,
+        checkpoint_seconds: float = 0.1,
     ) -> None:
         self.queue = queue
         self.log = log
@@ -70,6 +77,8 @@ class Worker:
         self.heartbeat_seconds = heartbeat_seconds
         self.grace_seconds = grace_seconds
         self.poll_seconds = poll_seconds
+        self.checkpoint_every = checkpoint_every  # answers per checkpoint, at most (progress.py: the budget)
+        self.checkpoint_seconds = checkpoint_seconds  # ...or this long after an answer came, whichever first
         self.policy = retry_policy or RetryPolicy(max_attempts=max_attempts)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
         self.dispatcher = Dispatcher(
@@ -82,6 +91,7 @@ class Worker:
         self.writer = GroupWriter(devices, log)
         self.counters: Counter[str] = Counter()
         self._running: dict[asyncio.Task[None], Lease] = {}
+        self._progress: dict[str, Progress] = {}  # lease id → the progress of its sends, while it runs
         self._stopping = asyncio.Event()
         self._done = asyncio.Event()
         self._handle_signals = handle_signals
@@ -94,7 +104,8 @@ class Worker:
         return (
             f"<Worker {self.consumer} j_complete={c['jobs.complete']} j_retried={c['jobs.retried']} "
             f"j_dead={c['jobs.dead']} j_returned={c['jobs.returned']} j_ongoing={len(self._running)}"
-            f"{' ' + sends if sends else ''}>"
+            f"{' ' + sends if sends else ''}"
+            f"{' answered_skipped=' + str(c['checkpoint.skipped']) if c['checkpoint.skipped'] else ''}>"
         )
 
     # --- lifecycle ---------------------------------------------------------------------------------------
@@ -197,11 +208,25 @@ class Worker:
             await self._give_back(lease)
 
     async def _give_back(self, lease: Lease) -> None:
+        job = self._unfinished(lease)
         try:
-            await self.queue.retry(lease, lease.job, 0)
+            if job is None:  # every device answered for good: nothing to hand back
+                await self.queue.ack(lease)
+            else:
+                await self.queue.retry(lease, job, 0)
             self.counters["jobs.returned"] += 1
-        except Exception:  # it will be reclaimed after the visibility timeout anyway
+        except Exception:  # it will be reclaimed after the visibility timeout anyway (its checkpoint kept)
             logger.exception("returning job %s to the queue failed", lease.job.event_id)
+
+    def _unfinished(self, lease: Lease) -> PushJob | None:
+        """The lease's job narrowed to the devices not checkpointed by this worker (None: none left).
+
+        Used where the lease is finished by a retry, which drops the checkpoint: the narrowing carries it over."""
+        progress = self._progress.pop(lease.id, None)
+        if progress is None or not progress.checkpointed:
+            return lease.job
+        left = tuple(i for i in progress.targets if i not in progress.checkpointed)
+        return replace(lease.job, device_ids=left) if left else None
 
     async def _heartbeat(self) -> None:
         while True:
@@ -222,18 +247,22 @@ class Worker:
         try:
             await self._process_job(lease)
         except asyncio.CancelledError:
-            raise
+            raise  # stopping: _drain hands the job back, narrowed by its progress
         except Exception as exc:  # a bug here must not kill the worker; the job stays for another try
             logger.exception("job %s failed", lease.job.event_id)
             self.counters["jobs.errors"] += 1
+            why = f"worker error: {type(exc).__name__}: {exc}"
             try:
-                await self._retry_or_bury(
-                    lease, lease.job, f"worker error: {type(exc).__name__}: {exc}", None
-                )
+                job = self._unfinished(lease)
+                if job is None:
+                    await self.queue.ack(lease)
+                else:
+                    await self._retry_or_bury(lease, job, why, None)
             except Exception:  # the queue itself is failing: the lease expires and another worker takes it
                 logger.exception(
                     "could not reschedule job %s; it returns after the visibility timeout", lease.id
                 )
+        self._progress.pop(lease.id, None)
 
     async def _process_job(self, lease: Lease) -> None:
         job = lease.job
@@ -248,21 +277,18 @@ class Worker:
             await self._bury(lease, job, f"invalid push spec: {exc}")
             return
         try:
-            devices = await self.dispatcher.resolve(job)
+            devices, skipped = await self._targets(lease)
         except Exception as exc:  # the registry is down: the whole job waits and tries again
             logger.exception("looking up devices for job %s failed", job.event_id)
             await self._retry_or_bury(lease, job, f"device lookup failed: {type(exc).__name__}: {exc}", None)
             return
         if not devices:
-            await self.writer.write((), [report.nobody_row(job, self.clock())])
+            if not skipped:  # answered before the worker died is not "nobody to send to"
+                await self.writer.write((), [report.nobody_row(job, self.clock())])
             await self.queue.ack(lease)
             self.counters["jobs.complete"] += 1
             return
-        attempts = await self.dispatcher.send(job, spec, devices)
-        await self.dispatcher.apply(attempts)
-        report.count(self.counters, attempts)
-        delivered = [a.device.id for a in attempts if a.result.outcome is Outcome.delivered]
-        await self.writer.write(delivered, report.attempt_rows(job, attempts, self.clock()))
+        attempts = await self._send(lease, spec, devices)
         retry = [a for a in attempts if a.result.outcome is Outcome.retry_later]
         if not retry:
             await self.queue.ack(lease)
@@ -271,6 +297,63 @@ class Worker:
         narrowed = tuple(a.device.id for a in retry)
         reasons = sorted({f"{a.device.provider}: {a.result.reason or a.result.status}" for a in retry})
         await self._retry_or_bury(lease, replace(job, device_ids=narrowed), "; ".join(reasons), retry)
+
+    async def _targets(self, lease: Lease) -> tuple[list[DeviceLike], int]:
+        """The devices to send to, and how many were skipped as answered by an earlier delivery of the entry."""
+        devices = await self.dispatcher.resolve(lease.job)
+        if lease.deliveries == 1 or not devices:
+            return devices, 0
+        answered = await self.queue.answered(lease)
+        left = [d for d in devices if d.id not in answered]
+        skipped = len(devices) - len(left)
+        self.counters["checkpoint.skipped"] += skipped
+        if skipped:
+            logger.info("job %s redelivered: %d device(s) already answered", lease.job.event_id, skipped)
+        return left, skipped
+
+    async def _send(self, lease: Lease, spec: PushSpec, devices: list[DeviceLike]) -> list[Attempt]:
+        """Send, checkpointing as answers arrive; the answers no checkpoint took are booked at the end."""
+        job = lease.job
+
+        async def flush(batch: list[Attempt]) -> list[str]:
+            await self._book(job, batch)
+            return await self._checkpoint(lease, batch)
+
+        progress = Progress(
+            flush, [d.id for d in devices], every=self.checkpoint_every, seconds=self.checkpoint_seconds
+        )
+        self._progress[lease.id] = progress
+        try:
+            attempts = await self.dispatcher.send(job, spec, devices, on_answer=progress.add)
+            rest = await progress.close()
+        finally:
+            progress.abort()  # cancelled (stopping): no flush after this; a no-op once closed
+        self.dispatcher.alert_credentials(attempts)
+        report.count(self.counters, attempts)
+        await self._book(job, rest)
+        return attempts
+
+    async def _book(self, job: PushJob, attempts: Sequence[Attempt]) -> None:
+        """The bookkeeping of some answers: dead tokens disabled, log rows and last_used_at written."""
+        if not attempts:
+            return
+        await self.dispatcher.disable_dead(attempts)
+        delivered = [a.device.id for a in attempts if a.result.outcome is Outcome.delivered]
+        await self.writer.write(delivered, report.attempt_rows(job, attempts, self.clock()))
+
+    async def _checkpoint(self, lease: Lease, batch: Sequence[Attempt]) -> list[str]:
+        """Record the batch's final answers on the lease; the ids recorded (none if the queue failed)."""
+        final = [a.device.id for a in batch if a.result.outcome is not Outcome.retry_later]
+        if not final:
+            return []
+        try:
+            await self.queue.checkpoint(lease, final)
+        except Exception:  # only costs duplicates if this worker dies: log, keep sending
+            self.counters["checkpoint.errors"] += 1
+            logger.warning("checkpointing job %s failed", lease.job.event_id, exc_info=True)
+            return []
+        self.counters["checkpoint.writes"] += 1
+        return final
 
     async def _retry_or_bury(
         self, lease: Lease, job: PushJob, reason: str, retry: Sequence[Attempt] | None
