@@ -338,8 +338,9 @@ async def test_redis_checkpoint_expires_and_no_key_outlives_its_lease(redis_pref
     try:
         await queue.enqueue(job())
         [lease] = await queue.reserve("c1", block_seconds=0.1)
-        many = [f"d{i}" for i in range(2500)]  # more than one Lua unpack() slice
-        await queue.checkpoint(lease, many)
+        many = [f"d{i}" for i in range(2500)] + ['odd "id", with\nquotes']
+        await queue.checkpoint(lease, many[:1000])
+        await queue.checkpoint(lease, many[1000:])
         key = queue.answered_key(lease.id)
         assert 0 < await client.pttl(key) <= 60_000
         assert await queue.answered(lease) == set(many)

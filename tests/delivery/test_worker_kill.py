@@ -23,8 +23,8 @@ import pytest
 from redis.asyncio import Redis
 
 from support import REDIS_URL, ManualClock, drop_prefix, redis_or_skip
-from tidings.delivery.queue import QueueOptions
-from tidings.delivery.queue.redis import RedisQueue
+from tidings.delivery.queue import Lease, QueueOptions
+from tidings.delivery.queue.redis import GROUP, RedisQueue
 
 from .sandbox_rig import KEY_ID, TEAM_ID, TOPIC, ApnsRig, apns_rig, order_job
 
@@ -89,9 +89,13 @@ def stop_all(*procs: subprocess.Popen[bytes] | None) -> None:
             proc.wait(timeout=10)
 
 
-async def checkpointed(client: Redis, prefix: str) -> int:
-    """How many devices the queue holds as answered, over all entries (the worker checkpoints in batches)."""
-    return sum([await client.scard(key) async for key in client.scan_iter(f"{prefix}:push:answered:*")])
+async def checkpointed(queue: RedisQueue, client: Redis) -> int:
+    """How many devices the queue holds as answered for the one job in flight."""
+    pending = await client.xpending_range(queue.stream, GROUP, min="-", max="+", count=1)
+    if not pending:
+        return 0
+    entry_id = pending[0]["message_id"].decode()
+    return len(await queue.answered(Lease(entry_id, order_job([]), "any")))
 
 
 @pytest.mark.redis
@@ -121,7 +125,7 @@ async def test_sigkilled_worker_loses_nothing_and_repeats_only_its_in_flight_sen
             # not asserted: a worker that never checkpoints is caught below, by what the kill repeats.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5):
-                    while await checkpointed(redis_client, redis_prefix) < 8:
+                    while await checkpointed(queue, redis_client) < 8:
                         await asyncio.sleep(0.02)
             first.send_signal(signal.SIGKILL)
             assert await exit_code(first, 10) == -signal.SIGKILL

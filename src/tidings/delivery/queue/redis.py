@@ -4,7 +4,7 @@ retries, and a capped dead-letter stream.
     {prefix}:push:jobs     stream, group "workers"; entries are deleted when acked: XLEN = ready + in flight
     {prefix}:push:delayed  zset of scheduled retries (score = due time, member = 16-char nonce + job bytes)
     {prefix}:push:dead     stream of (job, reason, at), capped at about `dead_letter_max` entries
-    {prefix}:push:answered:{entry id}  set of device ids checkpointed on that entry (see base.py)
+    {prefix}:push:answered:{entry id}  the device ids checkpointed on that entry (see base.py), as JSON items
 
 A lease left unacked longer than the visibility timeout (its worker died) is taken over with XAUTOCLAIM by
 the next worker that reserves. A live worker renews its leases with `touch` (XCLAIM to itself, only if it
@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -54,12 +55,11 @@ return 1
 """
 
 # Add to an entry's checkpoint only while the entry is pending (not yet acked, retried or dead-lettered).
-# SADD in slices: Lua's unpack() is limited to a few thousand values.
+# The checkpoint is a string of JSON array items, each write appending `,"id1","id2"...`: one argument to
+# encode rather than one per device (the client's CPU), and ~35 bytes of Redis memory per device id.
 _CHECKPOINT = """
 if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return 0 end
-for i = 4, #ARGV, 1000 do
-  redis.call('SADD', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
-end
+redis.call('APPEND', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1
 """
@@ -268,13 +268,16 @@ class RedisQueue(Queue):
     async def checkpoint(self, lease: Lease, device_ids: Sequence[str]) -> None:
         if not device_ids:
             return
+        items = b"," + orjson.dumps(list(device_ids))[1:-1]
         ttl_ms = max(1, int(self._options.checkpoint_ttl * 1000))
         keys = [self.stream, self.answered_key(lease.id)]
-        await self._checkpoint(keys=keys, args=[GROUP, lease.id, ttl_ms, *device_ids])
+        await self._checkpoint(keys=keys, args=[GROUP, lease.id, ttl_ms, items])
 
     async def answered(self, lease: Lease) -> frozenset[str]:
-        members: Any = await self._redis.smembers(self.answered_key(lease.id))
-        return frozenset(_s(m) for m in members)
+        raw: Any = await self._redis.get(self.answered_key(lease.id))
+        if not raw:
+            return frozenset()
+        return frozenset(orjson.loads(b"[" + raw[1:] + b"]"))  # the stored items start with a comma
 
     async def touch(self, lease: Lease) -> bool:
         owned = await self._touch(keys=[self.stream], args=[GROUP, lease.consumer, lease.id])
