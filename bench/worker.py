@@ -120,6 +120,10 @@ async def run(devices: int) -> None:
             f"1 event x {devices} devices": [job("fan", users)],
             f"{devices // 10} events x 10 devices": [job(f"small-{i}", [u]) for i, u in enumerate(users)],
         }
+        only = os.environ.get("BENCH_ONLY")  # fan | small
+        if only:
+            keep = "1 event" if only == "fan" else f"{devices // 10} events"
+            workloads = {name: jobs for name, jobs in workloads.items() if name.startswith(keep)}
         log_path = tmp / "worker.log"
         with log_path.open("wb") as out:
             worker = start_worker(env | {"TIDINGS_LOG_LEVEL": "info"}, out)

@@ -6,14 +6,18 @@ and last_used_at, group-committed with other jobs' by GroupWriter — and then c
 answers in the queue (Redis: one script call). Rows go first: a crash between the two re-sends the batch and
 logs it twice, rather than leaving pushes that went out unlogged. It returns the ids it checkpointed.
 
-Budget. A flush starts when `every` answers wait, or `seconds` after an answer arrived with no flush due
-(the first of a batch, or the first after the previous flush ended), whichever comes first; one flush at a
-time per job, answers arriving meanwhile join the next. So a job of N devices lasting T seconds makes at most
-ceil(N / every) + T / seconds checkpoint writes however fast its sends complete — never one round trip per
-send — and a job answered within `seconds` (the many small jobs) makes none: its ack clears everything and
-the bookkeeping happens once at its end, as before. After a kill the repeated sends are those not yet
-checkpointed: the ones in flight (at most the worker's concurrency) plus at most `every` answered, or
-`seconds` worth of answers, not yet flushed.
+Budget. A flush starts when `every` answers wait (256), or `seconds` (1 s) after an answer arrived with no
+flush due (the first of a batch, or the first after the previous flush ended), whichever comes first; one
+flush at a time per job, answers arriving meanwhile join the next. So a job of N devices lasting T seconds
+makes at most ceil(N / every) + T / seconds checkpoint writes however fast its sends complete — never one
+round trip per send — and a job answered within `seconds` (the many small jobs) makes none: its ack clears
+everything and its bookkeeping happens once at its end, as before. The timer is for a job whose answers
+trickle or stall (slow devices), not for throughput: at 0.1 s it fired for 39 of 500 10-device jobs slowed by
+a loaded machine (bench/worker.py), a write each that only a kill in that instant would have used.
+
+After a kill the repeated sends are those not yet checkpointed: the ones in flight (at most the worker's
+concurrency per provider) plus the answers waiting for a flush (fewer than `every`, or `seconds` worth) and
+those of a flush under way.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ class Progress:
     has recorded; `targets` the devices this delivery of the job sends to."""
 
     def __init__(
-        self, flush: Flush, targets: Sequence[str], *, every: int = 256, seconds: float = 0.1
+        self, flush: Flush, targets: Sequence[str], *, every: int = 256, seconds: float = 1.0
     ) -> None:
         self.targets = tuple(targets)
         self.checkpointed: set[str] = set()

@@ -67,7 +67,7 @@ class Worker:
         consumer: str | None = None,
         handle_signals: bool = False,
         checkpoint_every: int = 256,
-        checkpoint_seconds: float = 0.1,
+        checkpoint_seconds: float = 1.0,
     ) -> None:
         self.queue = queue
         self.log = log
@@ -105,6 +105,7 @@ class Worker:
             f"<Worker {self.consumer} j_complete={c['jobs.complete']} j_retried={c['jobs.retried']} "
             f"j_dead={c['jobs.dead']} j_returned={c['jobs.returned']} j_ongoing={len(self._running)}"
             f"{' ' + sends if sends else ''}"
+            f"{' checkpoints=' + str(c['checkpoint.writes']) if c['checkpoint.writes'] else ''}"
             f"{' answered_skipped=' + str(c['checkpoint.skipped']) if c['checkpoint.skipped'] else ''}>"
         )
 
