@@ -232,8 +232,7 @@ async def test_invalid_spec_is_dead_lettered(clock: ManualClock) -> None:
 
 async def test_mark_used_is_chunked_under_driver_parameter_limits(clock: ManualClock) -> None:
     many = [FakeDevice(f"d{i}", "u9", "apns", f"t{i}") for i in range(12_000)]
-    # No checkpoint on the way: the 12,000 ids reach the writer in one batch, whose chunking is the point here.
-    rig = Rig(clock, concurrency=64, checkpoint_every=100_000, checkpoint_seconds=3600)
+    rig = Rig(clock, concurrency=64)
     rig.store = FakeStore(many)
     rig.worker.dispatcher.devices = rig.worker.writer.devices = rig.store
     await rig.run(push_job(("u9",)))

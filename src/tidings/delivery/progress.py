@@ -1,23 +1,21 @@
-"""One job's answers as they arrive, flushed in batches while the job runs, so a worker that dies mid-job
-leaves a checkpoint behind and the worker that reclaims the job skips every device already answered.
+"""One job's answers as they arrive, checkpointed in the queue in batches while the job runs, so a worker that
+dies mid-job leaves a record behind: the worker that reclaims the job skips every device already answered and
+books it (delivery-log row, last_used_at, dead token) from the record instead of sending again.
 
-A flush (the worker's `flush` callable) writes the batch's bookkeeping — dead tokens disabled, delivery-log rows
-and last_used_at, group-committed with other jobs' by GroupWriter — and then checkpoints the batch's final
-answers in the queue (Redis: one script call). Rows go first: a crash between the two re-sends the batch and
-logs it twice, rather than leaving pushes that went out unlogged. It returns the ids it checkpointed.
+The checkpoint is the queue's only: the database bookkeeping stays one group-committed write per job at its
+end (bookkeeping.py). Splitting it per batch was measured to cost more per device (an INSERT and an UPDATE per
+batch on SQLite) than the whole checkpoint; a Redis checkpoint write is one script call with one argument.
 
-Budget. A flush starts when `every` answers wait (256), or `seconds` (1 s) after an answer arrived with no
+Budget. A flush starts when `every` final answers wait (64), or `seconds` (0.5 s) after one arrived with no
 flush due (the first of a batch, or the first after the previous flush ended), whichever comes first; one
 flush at a time per job, answers arriving meanwhile join the next. So a job of N devices lasting T seconds
-makes at most ceil(N / every) + T / seconds checkpoint writes however fast its sends complete — never one
-round trip per send — and a job answered within `seconds` (the many small jobs) makes none: its ack clears
-everything and its bookkeeping happens once at its end, as before. The timer is for a job whose answers
-trickle or stall (slow devices), not for throughput: at 0.1 s it fired for 39 of 500 10-device jobs slowed by
-a loaded machine (bench/worker.py), a write each that only a kill in that instant would have used.
+makes at most ceil(N / every) + T / seconds queue writes however fast its sends complete — never one round
+trip per send — and a job answered within `seconds` (the many small jobs) makes none: its ack clears
+everything. The timer is for a job whose answers trickle or stall (slow devices), not for throughput.
 
 After a kill the repeated sends are those not yet checkpointed: the ones in flight (at most the worker's
 concurrency per provider) plus the answers waiting for a flush (fewer than `every`, or `seconds` worth) and
-those of a flush under way.
+those of a flush under way (one round trip). A `retry_later` answer is never checkpointed: it needs a send.
 """
 
 from __future__ import annotations
@@ -26,23 +24,41 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from tidings.delivery.dispatch import Attempt
+from tidings.delivery.dispatch import Attempt, DeviceLike
+from tidings.push.base import Outcome, Result
 
 logger = logging.getLogger("tidings.delivery")
 
-Flush = Callable[[list[Attempt]], Awaitable[Sequence[str]]]
+Flush = Callable[[list[Attempt]], Awaitable[None]]
+_REASON_MAX = (
+    120  # a checkpoint record is kept in Redis per device: provider reasons can be long exception texts
+)
+
+
+def record_of(attempt: Attempt) -> str:
+    """A final answer as the checkpoint keeps it: `outcome|status|sent_at|reason` (sent_at for dead tokens)."""
+    r = attempt.result
+    sent_at = repr(attempt.sent_at) if r.outcome is Outcome.dead_token and attempt.sent_at else ""
+    return f"{r.outcome.value}|{r.status or ''}|{sent_at}|{r.reason[:_REASON_MAX]}"
+
+
+def attempt_of(device: DeviceLike, record: str) -> Attempt:
+    """The answer a worker that died got for `device`, back from its checkpoint record (no latency known)."""
+    outcome, status, sent_at, reason = record.split("|", 3)
+    result = Result(Outcome(outcome), reason, int(status) if status else None)
+    return Attempt(device, result, None, float(sent_at) if sent_at else None)
 
 
 class Progress:
-    """`add(attempt)` as each send is answered; `await close()` at the job's end returns the answers that were
-    never flushed (the job's end writes them with its fate). `checkpointed` holds the device ids the queue
-    has recorded; `targets` the devices this delivery of the job sends to."""
+    """`add(attempt)` as each send is answered; `await close()` at the job's end. `answers` holds every answer
+    so far, `targets` the devices this delivery of the job sends to."""
 
     def __init__(
-        self, flush: Flush, targets: Sequence[str], *, every: int = 256, seconds: float = 1.0
+        self, flush: Flush, targets: Sequence[str], *, every: int = 64, seconds: float = 0.5
     ) -> None:
         self.targets = tuple(targets)
-        self.checkpointed: set[str] = set()
+        self.answers: list[Attempt] = []
+        self.booked = False  # set once the job's bookkeeping of `answers` has started
         self._flush = flush
         self._every = max(1, every)
         self._seconds = seconds
@@ -53,13 +69,20 @@ class Progress:
 
     def add(self, attempt: Attempt) -> None:
         """One more answer (called by the dispatcher on the hot path: no await, no I/O)."""
+        self.answers.append(attempt)
+        if attempt.result.outcome is Outcome.retry_later or self._closed:
+            return
         self._pending.append(attempt)
-        if self._task is not None or self._closed:
+        if self._task is not None:
             return  # the running flush looks at the pending answers when it is done
         if len(self._pending) >= self._every:
             self._start()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._seconds, self._start)
+
+    def final_ids(self) -> set[str]:
+        """The devices answered for good so far (checkpointed or not)."""
+        return {a.device.id for a in self.answers if a.result.outcome is not Outcome.retry_later}
 
     def _start(self) -> None:
         if self._timer is not None:
@@ -73,7 +96,7 @@ class Progress:
             while self._pending and not self._closed:
                 batch, self._pending = self._pending, []
                 try:
-                    self.checkpointed.update(await self._flush(batch))
+                    await self._flush(batch)
                 except Exception:  # an optimisation failed: a reclaim would resend this batch, nothing worse
                     logger.exception("checkpointing %d answers failed", len(batch))
                 if len(self._pending) < self._every:
@@ -83,20 +106,18 @@ class Progress:
         if self._pending and not self._closed and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._seconds, self._start)
 
-    async def close(self) -> list[Attempt]:
-        """Flush no more; wait for a flush under way; the answers it never took."""
+    async def close(self) -> None:
+        """Checkpoint no more (the job is about to be finished); wait for a write under way."""
         self._closed = True
+        self._pending = []
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._task is not None:
             await self._task
-        rest, self._pending = self._pending, []
-        return rest
 
     def abort(self) -> None:
-        """The job was cancelled: stop the timer and any flush. What was written stays written; `checkpointed`
-        changes no more (a flush cancelled after its write leaves it short, which costs a duplicate at most)."""
+        """The job was cancelled: stop the timer and any write. `answers` stays for the hand-back."""
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()

@@ -13,9 +13,10 @@ A job's fate, after its sends (see dispatch.py for the per-device part):
 Every attempt is written to the delivery log; rows and last_used_at of concurrent jobs are group-committed
 (bookkeeping.py), and a job is acked only after its rows are written.
 
-A long job checkpoints its progress as answers arrive (progress.py: batched, rows first, then the queue), so
-a job redelivered after its worker died (`Lease.deliveries > 1`) skips the devices already answered, and a
-job handed back at shutdown, or rescheduled after a worker error, is narrowed to the devices not checkpointed.
+A job checkpoints its final answers in the queue as they arrive (progress.py: batched), so a job redelivered
+after its worker died (`Lease.deliveries > 1`) skips the devices already answered and books their answers from
+the checkpoint; a job cut short here (stopping, a worker error) books what it got and is handed back narrowed
+to the devices still without a final answer.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from tidings import metrics
 from tidings.delivery import report
 from tidings.delivery.bookkeeping import DeliveryRecorder, GroupWriter
 from tidings.delivery.dispatch import Attempt, DeviceLike, DeviceSource, Dispatcher
-from tidings.delivery.progress import Progress
+from tidings.delivery.progress import Progress, attempt_of, record_of
 from tidings.delivery.queue import Lease, PushJob, Queue
 from tidings.delivery.retry import RetryPolicy, is_quota
 from tidings.events import PushSpec
@@ -66,8 +67,8 @@ class Worker:
         retry_policy: RetryPolicy | None = None,
         consumer: str | None = None,
         handle_signals: bool = False,
-        checkpoint_every: int = 256,
-        checkpoint_seconds: float = 1.0,
+        checkpoint_every: int = 64,
+        checkpoint_seconds: float = 0.5,
     ) -> None:
         self.queue = queue
         self.log = log
@@ -77,7 +78,7 @@ class Worker:
         self.heartbeat_seconds = heartbeat_seconds
         self.grace_seconds = grace_seconds
         self.poll_seconds = poll_seconds
-        self.checkpoint_every = checkpoint_every  # answers per checkpoint, at most (progress.py: the budget)
+        self.checkpoint_every = checkpoint_every  # answers per checkpoint write (progress.py: the budget)...
         self.checkpoint_seconds = checkpoint_seconds  # ...or this long after an answer came, whichever first
         self.policy = retry_policy or RetryPolicy(max_attempts=max_attempts)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
@@ -209,7 +210,7 @@ class Worker:
             await self._give_back(lease)
 
     async def _give_back(self, lease: Lease) -> None:
-        job = self._unfinished(lease)
+        job = await self._settle(lease)
         try:
             if job is None:  # every device answered for good: nothing to hand back
                 await self.queue.ack(lease)
@@ -219,14 +220,20 @@ class Worker:
         except Exception:  # it will be reclaimed after the visibility timeout anyway (its checkpoint kept)
             logger.exception("returning job %s to the queue failed", lease.job.event_id)
 
-    def _unfinished(self, lease: Lease) -> PushJob | None:
-        """The lease's job narrowed to the devices not checkpointed by this worker (None: none left).
-
-        Used where the lease is finished by a retry, which drops the checkpoint: the narrowing carries it over."""
+    async def _settle(self, lease: Lease) -> PushJob | None:
+        """What is left of a job cut short: its answers so far are booked, and the job narrowed to the devices
+        without a final answer (None: none left). The retry handing it back drops the checkpoint; the narrowing
+        carries it over."""
         progress = self._progress.pop(lease.id, None)
-        if progress is None or not progress.checkpointed:
+        if progress is None:
             return lease.job
-        left = tuple(i for i in progress.targets if i not in progress.checkpointed)
+        if not progress.booked:
+            progress.booked = True
+            await self._book(lease.job, progress.answers)
+        done = progress.final_ids()  # with the answers recovered from an earlier delivery's checkpoint
+        if not done:
+            return lease.job  # nothing answered: the job as it was (an audience stays an audience)
+        left = tuple(i for i in progress.targets if i not in done)
         return replace(lease.job, device_ids=left) if left else None
 
     async def _heartbeat(self) -> None:
@@ -254,7 +261,7 @@ class Worker:
             self.counters["jobs.errors"] += 1
             why = f"worker error: {type(exc).__name__}: {exc}"
             try:
-                job = self._unfinished(lease)
+                job = await self._settle(lease)
                 if job is None:
                     await self.queue.ack(lease)
                 else:
@@ -278,18 +285,20 @@ class Worker:
             await self._bury(lease, job, f"invalid push spec: {exc}")
             return
         try:
-            devices, skipped = await self._targets(lease)
+            devices, recovered = await self._targets(lease)
         except Exception as exc:  # the registry is down: the whole job waits and tries again
             logger.exception("looking up devices for job %s failed", job.event_id)
             await self._retry_or_bury(lease, job, f"device lookup failed: {type(exc).__name__}: {exc}", None)
             return
         if not devices:
-            if not skipped:  # answered before the worker died is not "nobody to send to"
+            if recovered:  # answered before the worker died is not "nobody to send to"
+                await self._book(job, recovered)
+            else:
                 await self.writer.write((), [report.nobody_row(job, self.clock())])
             await self.queue.ack(lease)
             self.counters["jobs.complete"] += 1
             return
-        attempts = await self._send(lease, spec, devices)
+        attempts = await self._send(lease, spec, devices, recovered)
         retry = [a for a in attempts if a.result.outcome is Outcome.retry_later]
         if not retry:
             await self.queue.ack(lease)
@@ -299,62 +308,59 @@ class Worker:
         reasons = sorted({f"{a.device.provider}: {a.result.reason or a.result.status}" for a in retry})
         await self._retry_or_bury(lease, replace(job, device_ids=narrowed), "; ".join(reasons), retry)
 
-    async def _targets(self, lease: Lease) -> tuple[list[DeviceLike], int]:
-        """The devices to send to, and how many were skipped as answered by an earlier delivery of the entry."""
+    async def _targets(self, lease: Lease) -> tuple[list[DeviceLike], list[Attempt]]:
+        """The devices to send to, and the answers an earlier delivery of the entry checkpointed for others."""
         devices = await self.dispatcher.resolve(lease.job)
         if lease.deliveries == 1 or not devices:
-            return devices, 0
+            return devices, []
         answered = await self.queue.answered(lease)
+        if not answered:
+            return devices, []
         left = [d for d in devices if d.id not in answered]
-        skipped = len(devices) - len(left)
-        self.counters["checkpoint.skipped"] += skipped
-        if skipped:
-            logger.info("job %s redelivered: %d device(s) already answered", lease.job.event_id, skipped)
-        return left, skipped
+        recovered = [attempt_of(d, answered[d.id]) for d in devices if d.id in answered]
+        self.counters["checkpoint.skipped"] += len(recovered)
+        logger.info("job %s redelivered: %d device(s) already answered", lease.job.event_id, len(recovered))
+        return left, recovered
 
-    async def _send(self, lease: Lease, spec: PushSpec, devices: list[DeviceLike]) -> list[Attempt]:
-        """Send, checkpointing as answers arrive; the answers no checkpoint took are booked at the end."""
+    async def _send(
+        self, lease: Lease, spec: PushSpec, devices: list[DeviceLike], recovered: list[Attempt]
+    ) -> list[Attempt]:
+        """Send, checkpointing answers as they arrive; then book them all (and the recovered ones) at once."""
         job = lease.job
-
-        async def flush(batch: list[Attempt]) -> list[str]:
-            await self._book(job, batch)
-            return await self._checkpoint(lease, batch)
-
         progress = Progress(
-            flush, [d.id for d in devices], every=self.checkpoint_every, seconds=self.checkpoint_seconds
+            lambda batch: self._checkpoint(lease, batch),
+            [d.id for d in devices],
+            every=self.checkpoint_every,
+            seconds=self.checkpoint_seconds,
         )
+        progress.answers.extend(recovered)
         self._progress[lease.id] = progress
         try:
             attempts = await self.dispatcher.send(job, spec, devices, on_answer=progress.add)
-            rest = await progress.close()
+            await progress.close()
         finally:
-            progress.abort()  # cancelled (stopping): no flush after this; a no-op once closed
+            progress.abort()  # cancelled (stopping): no checkpoint after this; a no-op once closed
         self.dispatcher.alert_credentials(attempts)
         report.count(self.counters, attempts)
-        await self._book(job, rest)
+        progress.booked = True
+        await self._book(job, progress.answers)  # the recovered answers, then every answer of this delivery
         return attempts
 
     async def _book(self, job: PushJob, attempts: Sequence[Attempt]) -> None:
-        """The bookkeeping of some answers: dead tokens disabled, log rows and last_used_at written."""
-        if not attempts:
-            return
+        """The bookkeeping of answers: dead tokens disabled, log rows and last_used_at written (group commit)."""
         await self.dispatcher.disable_dead(attempts)
         delivered = [a.device.id for a in attempts if a.result.outcome is Outcome.delivered]
         await self.writer.write(delivered, report.attempt_rows(job, attempts, self.clock()))
 
-    async def _checkpoint(self, lease: Lease, batch: Sequence[Attempt]) -> list[str]:
-        """Record the batch's final answers on the lease; the ids recorded (none if the queue failed)."""
-        final = [a.device.id for a in batch if a.result.outcome is not Outcome.retry_later]
-        if not final:
-            return []
+    async def _checkpoint(self, lease: Lease, batch: Sequence[Attempt]) -> None:
+        """Record a batch of final answers on the lease (a failure costs duplicates only if this worker dies)."""
         try:
-            await self.queue.checkpoint(lease, final)
-        except Exception:  # only costs duplicates if this worker dies: log, keep sending
+            await self.queue.checkpoint(lease, {a.device.id: record_of(a) for a in batch})
+        except Exception:
             self.counters["checkpoint.errors"] += 1
             logger.warning("checkpointing job %s failed", lease.job.event_id, exc_info=True)
-            return []
+            return
         self.counters["checkpoint.writes"] += 1
-        return final
 
     async def _retry_or_bury(
         self, lease: Lease, job: PushJob, reason: str, retry: Sequence[Attempt] | None

@@ -2,11 +2,12 @@
 
 Delivery is at-least-once: a job is removed only when a worker acks it, retries it (ack + schedule,
 atomically) or dead-letters it. A job reserved by a worker that dies becomes visible again after the
-visibility timeout, so nothing accepted is lost. While it works, a worker checkpoints the devices whose send
-got a final answer on the lease's entry (`checkpoint`); a redelivered entry's worker reads them (`answered`)
-and skips them, so a crash repeats only the sends that were in flight — sent, not yet checkpointed (providers
-derive `apns-id` from event id + device so such a repeat is recognisable). A checkpoint belongs to one queue
-entry: finishing the lease deletes it in the same atomic step, and a retry is a new entry with its own.
+visibility timeout, so nothing accepted is lost. While it works, a worker checkpoints the final answers its
+sends got on the lease's entry (`checkpoint`: device id → a short record of the answer); a redelivered entry's
+worker reads them (`answered`), skips those devices and books their answers, so a crash repeats only the sends
+that were in flight — sent, not yet checkpointed (providers derive `apns-id` from event id + device so such a
+repeat is recognisable). A checkpoint belongs to one queue entry: finishing the lease deletes it in the same
+atomic step, and a retry is a new entry with its own.
 
 Backends (`memory.py`, `redis.py`) are chosen by URL in this package's `create_queue`.
 """
@@ -14,7 +15,7 @@ Backends (`memory.py`, `redis.py`) are chosen by URL in this package's `create_q
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -143,12 +144,12 @@ class Queue(ABC):
         """Atomically finish `lease` and keep `job` with `reason` in the dead-letter list."""
 
     @abstractmethod
-    async def checkpoint(self, lease: Lease, device_ids: Sequence[str]) -> None:
-        """Record that these devices of the leased entry got a final answer; a no-op once it is finished."""
+    async def checkpoint(self, lease: Lease, answers: Mapping[str, str]) -> None:
+        """Record final answers (device id → record) on the leased entry; a no-op once it is finished."""
 
     @abstractmethod
-    async def answered(self, lease: Lease) -> frozenset[str]:
-        """The devices checkpointed on the lease's entry by any delivery of it; empty once it is finished."""
+    async def answered(self, lease: Lease) -> dict[str, str]:
+        """The answers checkpointed on the lease's entry by any delivery of it; empty once it is finished."""
 
     @abstractmethod
     async def touch(self, lease: Lease) -> bool:

@@ -10,7 +10,7 @@ import asyncio
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from tidings.errors import BusUnavailable
@@ -25,7 +25,7 @@ class _InFlight:
     expires_at: float
     deliveries: int
     # The checkpoint: kept across reclaims, gone with the lease.
-    answered: set[str] = field(default_factory=set)
+    answered: dict[str, str] = field(default_factory=dict)
 
 
 class MemoryQueue(Queue):
@@ -122,14 +122,14 @@ class MemoryQueue(Queue):
         self._in_flight.pop(lease.id, None)
         self._dead.appendleft(DeadLetter(lease.id, job, reason, self._clock()))
 
-    async def checkpoint(self, lease: Lease, device_ids: Sequence[str]) -> None:
+    async def checkpoint(self, lease: Lease, answers: Mapping[str, str]) -> None:
         held = self._in_flight.get(lease.id)
         if held is not None:
-            held.answered.update(device_ids)
+            held.answered.update(answers)
 
-    async def answered(self, lease: Lease) -> frozenset[str]:
+    async def answered(self, lease: Lease) -> dict[str, str]:
         held = self._in_flight.get(lease.id)
-        return frozenset(held.answered) if held is not None else frozenset()
+        return dict(held.answered) if held is not None else {}
 
     async def touch(self, lease: Lease) -> bool:
         held = self._in_flight.get(lease.id)
