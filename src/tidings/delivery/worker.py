@@ -68,7 +68,7 @@ class Worker:
         consumer: str | None = None,
         handle_signals: bool = False,
         checkpoint_every: int = 64,
-        checkpoint_seconds: float = 0.5,
+        checkpoint_seconds: float = 1.0,
     ) -> None:
         self.queue = queue
         self.log = log
@@ -79,7 +79,7 @@ class Worker:
         self.grace_seconds = grace_seconds
         self.poll_seconds = poll_seconds
         self.checkpoint_every = checkpoint_every  # answers per checkpoint write (progress.py: the budget)...
-        self.checkpoint_seconds = checkpoint_seconds  # ...or this long after an answer came, whichever first
+        self.checkpoint_seconds = checkpoint_seconds  # ...or, at the latest, this long after an answer came
         self.policy = retry_policy or RetryPolicy(max_attempts=max_attempts)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
         self.dispatcher = Dispatcher(
@@ -131,6 +131,7 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
         heartbeat = asyncio.create_task(self._heartbeat(), name="tidings-worker-heartbeat")
+        ticker = asyncio.create_task(self._tick(), name="tidings-worker-checkpoints")
         try:
             await self._loop()
         finally:
@@ -139,9 +140,10 @@ class Worker:
                     asyncio.get_running_loop().remove_signal_handler(sig)
             await self._drain()  # leases keep being renewed meanwhile: the grace may outlast the timeout
             await self.writer.close()
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in (heartbeat, ticker):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self._done.set()
 
     def _on_signal(self, sig: signal.Signals) -> None:
@@ -249,6 +251,13 @@ class Worker:
                 except Exception:
                     logger.exception("renewing the lease on job %s failed", lease.job.event_id)
 
+    async def _tick(self) -> None:
+        # One task for all running jobs rather than a timer per job: see progress.py for the budget.
+        while True:
+            await asyncio.sleep(self.checkpoint_seconds / 2)
+            for progress in list(self._progress.values()):
+                progress.tick()
+
     # --- one job -------------------------------------------------------------------------------------------
 
     async def _process(self, lease: Lease) -> None:
@@ -328,10 +337,7 @@ class Worker:
         """Send, checkpointing answers as they arrive; then book them all (and the recovered ones) at once."""
         job = lease.job
         progress = Progress(
-            lambda batch: self._checkpoint(lease, batch),
-            [d.id for d in devices],
-            every=self.checkpoint_every,
-            seconds=self.checkpoint_seconds,
+            lambda batch: self._checkpoint(lease, batch), [d.id for d in devices], every=self.checkpoint_every
         )
         progress.answers.extend(recovered)
         self._progress[lease.id] = progress

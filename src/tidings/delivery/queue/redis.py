@@ -56,8 +56,8 @@ return 1
 
 # Add to an entry's checkpoint only while the entry is pending (not yet acked, retried or dead-lettered).
 # The checkpoint is a string of JSON array items, each write appending `,"id1","record1","id2",...`: one
-# argument to encode rather than two per device (the client's CPU), and ~55 bytes of Redis memory per device
-# for an APNs success (32-char id, record `delivered|200||`).
+# argument to encode rather than two per device (the client's CPU), and ~57 bytes of Redis memory per device
+# for an APNs success (32-char id, record `delivered|200||`; MEMORY USAGE after 4,000 devices in 63 writes).
 _CHECKPOINT = """
 if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return 0 end
 redis.call('APPEND', KEYS[2], ARGV[4])
