@@ -226,6 +226,7 @@ def test_a_checkpoint_record_carries_what_the_bookkeeping_needs(
 ) -> None:
     device = DEVICES[0]
     back = attempt_of(device, record_of(Attempt(device, result, 12.5, sent_at)))
+    assert back is not None
     assert (back.result.outcome, back.result.reason, back.result.status) == (
         result.outcome,
         result.reason,
@@ -233,3 +234,8 @@ def test_a_checkpoint_record_carries_what_the_bookkeeping_needs(
     )
     assert back.sent_at == (sent_at if result.outcome is Outcome.dead_token else None)
     assert back.device is device and back.latency_ms is None
+
+
+def test_a_checkpoint_record_this_version_cannot_read_means_send_again() -> None:
+    assert attempt_of(DEVICES[0], "delivered") is None
+    assert attempt_of(DEVICES[0], "teleported|200||") is None

@@ -3,20 +3,22 @@ dies mid-job leaves a record behind: the worker that reclaims the job skips ever
 books it (delivery-log row, last_used_at, dead token) from the record instead of sending again.
 
 The checkpoint is the queue's only: the database bookkeeping stays one group-committed write per job at its
-end (bookkeeping.py). Splitting it per batch was measured to cost more per device (an INSERT and an UPDATE per
-batch on SQLite) than the whole checkpoint; a Redis checkpoint write is one script call with one argument.
+end (bookkeeping.py). Writing it per batch instead was measured on SQLite at 2-3x the per-device cost of one
+write per job (an INSERT and an UPDATE per batch of 64-256), far more than the checkpoint itself (~1 µs per
+device to format, and one Redis script call with one argument per batch).
 
-Budget. A flush starts when `every` final answers wait (64), or at a tick of the worker (every `seconds / 2`,
-0.5 s) that finds answers which were already waiting at the previous tick; one flush at a time per job,
-answers arriving meanwhile join the next. So no answer waits for its write longer than `seconds` (plus a write
-under way), a job of N devices lasting T seconds makes at most ceil(N / every) + 2T / seconds queue writes
+Budget. A flush starts when `every` final answers wait (64), or at a tick of the worker (every
+`checkpoint_seconds / 2`, 0.5 s) that finds answers which were already waiting at the previous tick; one flush
+at a time per job, answers arriving meanwhile join the next. So no answer waits for its write longer than
+`checkpoint_seconds` (plus a write under way), a job of N devices lasting T seconds makes at most
+ceil(N / every) + 2T / checkpoint_seconds queue writes
 however fast its sends complete — never one round trip per send — and a job answered within one tick (the
 many small jobs) makes none: its ack clears everything. The ticks are for a job whose answers trickle or
 stall (slow devices), not for throughput; they cost the hot path nothing (no timer per job or per answer: a
 first version's timer per batch added ~15% function calls to a one-device job).
 
 After a kill the repeated sends are those not yet checkpointed: the ones in flight (at most the worker's
-concurrency per provider) plus the answers waiting for a flush (fewer than `every`, or `seconds` worth) and
+concurrency per provider) plus the answers waiting for a flush (fewer than `every`, or `checkpoint_seconds` worth) and
 those of a flush under way (one round trip). A `retry_later` answer is never checkpointed: it needs a send.
 """
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from tidings.delivery.dispatch import Attempt, DeviceLike
 from tidings.push.base import Outcome, Result
@@ -45,11 +47,31 @@ def record_of(attempt: Attempt) -> str:
     return f"{r.outcome.value}|{r.status or ''}|{sent_at}|{r.reason[:_REASON_MAX]}"
 
 
-def attempt_of(device: DeviceLike, record: str) -> Attempt:
-    """The answer a worker that died got for `device`, back from its checkpoint record (no latency known)."""
-    outcome, status, sent_at, reason = record.split("|", 3)
-    result = Result(Outcome(outcome), reason, int(status) if status else None)
-    return Attempt(device, result, None, float(sent_at) if sent_at else None)
+def attempt_of(device: DeviceLike, record: str) -> Attempt | None:
+    """The answer a worker that died got for `device`, back from its checkpoint record (no latency known);
+    None for a record this version cannot read (the device is sent to again)."""
+    try:
+        outcome, status, sent_at, reason = record.split("|", 3)
+        result = Result(Outcome(outcome), reason, int(status) if status else None)
+        return Attempt(device, result, None, float(sent_at) if sent_at else None)
+    except ValueError:
+        return None
+
+
+def split_answered(
+    devices: Sequence[DeviceLike], answered: Mapping[str, str]
+) -> tuple[list[DeviceLike], list[Attempt]]:
+    """A redelivered job's devices: those still to send to, and the answers recovered for the others."""
+    left: list[DeviceLike] = []
+    recovered: list[Attempt] = []
+    for device in devices:
+        record = answered.get(device.id)
+        attempt = attempt_of(device, record) if record is not None else None
+        if attempt is None:
+            left.append(device)
+        else:
+            recovered.append(attempt)
+    return left, recovered
 
 
 class Progress:

@@ -36,7 +36,7 @@ from tidings import metrics
 from tidings.delivery import report
 from tidings.delivery.bookkeeping import DeliveryRecorder, GroupWriter
 from tidings.delivery.dispatch import Attempt, DeviceLike, DeviceSource, Dispatcher
-from tidings.delivery.progress import Progress, attempt_of, record_of
+from tidings.delivery.progress import Progress, record_of, split_answered
 from tidings.delivery.queue import Lease, PushJob, Queue
 from tidings.delivery.retry import RetryPolicy, is_quota
 from tidings.events import PushSpec
@@ -325,8 +325,7 @@ class Worker:
         answered = await self.queue.answered(lease)
         if not answered:
             return devices, []
-        left = [d for d in devices if d.id not in answered]
-        recovered = [attempt_of(d, answered[d.id]) for d in devices if d.id in answered]
+        left, recovered = split_answered(devices, answered)
         self.counters["checkpoint.skipped"] += len(recovered)
         logger.info("job %s redelivered: %d device(s) already answered", lease.job.event_id, len(recovered))
         return left, recovered
