@@ -22,6 +22,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
+from tests.support import drop_prefix
+
 from tidings import db
 from tidings.delivery.log import DeliveryLog
 from tidings.delivery.queue import PushJob
@@ -151,6 +154,11 @@ async def run(devices: int) -> None:
             worker.wait(timeout=30)
         print("   ", log_path.read_text().strip().splitlines()[-1])
         await queue.close()
+        client = Redis.from_url(REDIS)
+        await drop_prefix(
+            client, prefix
+        )  # the stream and the heartbeat set would stay behind, one pair per run
+        await client.aclose()
         await engine.dispose()
     finally:
         sandbox.terminate()
