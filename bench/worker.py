@@ -22,6 +22,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
+from tests.support import drop_prefix
+
 from tidings import db
 from tidings.delivery.log import DeliveryLog
 from tidings.delivery.queue import PushJob
@@ -30,7 +33,7 @@ from tidings.registry.store import DeviceStore
 from tidings.registry.validation import DeviceIn
 
 REDIS = "redis://127.0.0.1:6379/0"
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+SRC = str(Path(__file__).resolve().parents[1] / "src")  # bench/ sits in the project root
 
 
 def pinned(cpu: int, *args: str) -> list[str]:
@@ -120,6 +123,10 @@ async def run(devices: int) -> None:
             f"1 event x {devices} devices": [job("fan", users)],
             f"{devices // 10} events x 10 devices": [job(f"small-{i}", [u]) for i, u in enumerate(users)],
         }
+        only = os.environ.get("BENCH_ONLY")  # fan | small
+        if only:
+            keep = "1 event" if only == "fan" else f"{devices // 10} events"
+            workloads = {name: jobs for name, jobs in workloads.items() if name.startswith(keep)}
         log_path = tmp / "worker.log"
         with log_path.open("wb") as out:
             worker = start_worker(env | {"TIDINGS_LOG_LEVEL": "info"}, out)
@@ -147,6 +154,11 @@ async def run(devices: int) -> None:
             worker.wait(timeout=30)
         print("   ", log_path.read_text().strip().splitlines()[-1])
         await queue.close()
+        client = Redis.from_url(REDIS)
+        await drop_prefix(
+            client, prefix
+        )  # the stream and the heartbeat set would stay behind, one pair per run
+        await client.aclose()
         await engine.dispose()
     finally:
         sandbox.terminate()

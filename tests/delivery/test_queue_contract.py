@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from support import ManualClock
 from tidings.delivery.queue import PushJob, Queue, QueueOptions
 
@@ -255,3 +257,104 @@ async def test_worker_heartbeats_are_counted_while_fresh(queue: Queue, clock: Ma
     clock.advance(61)
     await queue.beat("w2")
     assert await queue.live_workers(60) == 1
+
+
+# --- checkpoints: the final answers a leased job already got, per device --------------------------------------
+
+D = "delivered|200||"
+
+
+async def test_checkpoint_is_read_back_when_the_entry_is_reclaimed(queue: Queue) -> None:
+    await queue.enqueue(job())
+    [lease] = await queue.reserve("dies", block_seconds=0.1)
+    assert await queue.answered(lease) == {}
+    await queue.checkpoint(lease, {"d1": D, "d2": "dead_token|410|1700000000.5|Unregistered"})
+    await queue.checkpoint(lease, {"d3": 'rejected|400||BadTopic: "x|y"'})
+    await queue.checkpoint(lease, {})
+    async with asyncio.timeout(5):
+        [again] = await queue.reserve("other", block_seconds=2)
+    assert again.id == lease.id and again.deliveries == 2
+    assert await queue.answered(again) == {
+        "d1": D,
+        "d2": "dead_token|410|1700000000.5|Unregistered",
+        "d3": 'rejected|400||BadTopic: "x|y"',
+    }
+    await queue.checkpoint(again, {"d4": D})  # the reclaiming worker adds to the same checkpoint
+    assert set(await queue.answered(again)) == {"d1", "d2", "d3", "d4"}
+    await queue.ack(again)
+
+
+async def test_checkpoints_belong_to_one_entry(queue: Queue) -> None:
+    await queue.enqueue(job("a"))
+    await queue.enqueue(job("b"))
+    first, second = await queue.reserve("c1", count=2, block_seconds=0.1)
+    await queue.checkpoint(first, {"d1": D})
+    assert await queue.answered(first) == {"d1": D}
+    assert await queue.answered(second) == {}
+    await queue.ack(first)
+    await queue.ack(second)
+
+
+@pytest.mark.parametrize("finish", ["ack", "retry", "dead_letter"])
+async def test_finishing_a_lease_deletes_its_checkpoint(queue: Queue, finish: str) -> None:
+    await queue.enqueue(job())
+    [lease] = await queue.reserve("c1", block_seconds=0.1)
+    await queue.checkpoint(lease, {"d1": D, "d2": D})
+    if finish == "ack":
+        await queue.ack(lease)
+    elif finish == "retry":
+        await queue.retry(lease, lease.job.next_attempt(("d3",)), delay=0)
+    else:
+        await queue.dead_letter(lease, lease.job, "gave up")
+    assert await queue.answered(lease) == {}
+    await queue.checkpoint(lease, {"late": D})  # a worker whose lease was finished elsewhere writes late
+    assert await queue.answered(lease) == {}
+    if finish == "retry":
+        [again] = await queue.reserve("c1", block_seconds=0.5)
+        assert await queue.answered(again) == {}  # a retry is a new entry, with its own checkpoint
+        await queue.ack(again)
+
+
+async def test_a_narrowed_retry_and_the_checkpoint_compose(queue: Queue) -> None:
+    # Attempt 2 of a retry narrowed to four devices: d1 and d2 answered for good, d3 asked to be retried,
+    # d4 was in flight when the worker died.
+    await queue.enqueue(job(attempt=2, device_ids=("d1", "d2", "d3", "d4")))
+    [lease] = await queue.reserve("dies", block_seconds=0.1)
+    await queue.checkpoint(lease, {"d1": D, "d2": D})
+    async with asyncio.timeout(5):
+        [again] = await queue.reserve("other", block_seconds=2)
+    answered = await queue.answered(again)
+    assert again.job.device_ids is not None
+    assert [d for d in again.job.device_ids if d not in answered] == ["d3", "d4"]  # what the reclaim sends
+    await queue.checkpoint(again, {"d4": D})
+    await queue.retry(again, again.job.next_attempt(("d3",)), delay=0)
+    [third] = await queue.reserve("other", block_seconds=0.5)
+    assert (third.job.attempt, third.job.device_ids) == (3, ("d3",))
+    assert await queue.answered(third) == {}
+    await queue.ack(third)
+    assert await queue.depth() == 0
+
+
+async def test_redis_checkpoint_expires_and_no_key_outlives_its_lease(redis_prefix: str) -> None:
+    from support import REDIS_URL, drop_prefix, redis_or_skip
+    from tidings.delivery.queue.redis import RedisQueue
+
+    client = await redis_or_skip()
+    queue = RedisQueue(REDIS_URL, prefix=redis_prefix, options=QueueOptions(checkpoint_ttl=60))
+    try:
+        await queue.enqueue(job())
+        [lease] = await queue.reserve("c1", block_seconds=0.1)
+        many = {f"d{i}": D for i in range(2500)} | {'odd "id", with\nquotes': 'skipped||| a "reason"'}
+        items = list(many.items())
+        await queue.checkpoint(lease, dict(items[:1000]))
+        await queue.checkpoint(lease, dict(items[1000:]))
+        key = queue.answered_key(lease.id)
+        assert 0 < await client.pttl(key) <= 60_000
+        assert await queue.answered(lease) == many
+        await queue.ack(lease)
+        assert await client.exists(key) == 0
+        assert [k async for k in client.scan_iter(f"{redis_prefix}:push:answered:*")] == []
+    finally:
+        await queue.close()
+        await drop_prefix(client, redis_prefix)
+        await client.aclose()

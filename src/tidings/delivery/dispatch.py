@@ -83,6 +83,13 @@ def target_of(device: DeviceLike) -> Target:
     )
 
 
+def _answered(attempts: list[Attempt], on_answer: Callable[[Attempt], None] | None) -> list[Attempt]:
+    if on_answer is not None:
+        for attempt in attempts:
+            on_answer(attempt)
+    return attempts
+
+
 def _is_active(device: Any) -> bool:
     return device is not None and getattr(device, "disabled_at", None) is None
 
@@ -128,13 +135,20 @@ class Dispatcher:
         async with self._lookups:
             return await self.devices.get(device_id)
 
-    async def send(self, job: PushJob, spec: PushSpec, devices: Sequence[DeviceLike]) -> list[Attempt]:
-        """Send to every device, each provider's payload built once; never raises for a device's sake."""
+    async def send(
+        self,
+        job: PushJob,
+        spec: PushSpec,
+        devices: Sequence[DeviceLike],
+        on_answer: Callable[[Attempt], None] | None = None,
+    ) -> list[Attempt]:
+        """Send to every device, each provider's payload built once; never raises for a device's sake.
+        `on_answer` sees each send's Attempt as it completes (the job's progress, progress.py)."""
         by_provider: dict[str, list[DeviceLike]] = defaultdict(list)
         for device in devices:
             by_provider[device.provider].append(device)
         note = Notification(event_id=job.event_id, event_type=job.event_type, spec=spec, data=job.data)
-        groups = [self._send_group(name, group, note) for name, group in by_provider.items()]
+        groups = [self._send_group(name, group, note, on_answer) for name, group in by_provider.items()]
         if len(groups) == 1:  # the common case; a gather would cost a task per group
             return await groups[0]
         attempts: list[Attempt] = []
@@ -142,16 +156,22 @@ class Dispatcher:
             attempts.extend(done)
         return attempts
 
-    async def _send_group(self, name: str, group: list[DeviceLike], note: Notification) -> list[Attempt]:
+    async def _send_group(
+        self,
+        name: str,
+        group: list[DeviceLike],
+        note: Notification,
+        on_answer: Callable[[Attempt], None] | None,
+    ) -> list[Attempt]:
         provider = self.providers.get(name)
         if provider is None or not provider.configured:
-            return [Attempt(d, NOT_CONFIGURED, None) for d in group]
+            return _answered([Attempt(d, NOT_CONFIGURED, None) for d in group], on_answer)
         try:
             prepared = provider.prepare(note)
         except Exception as exc:  # a payload we cannot build will not build next time either
             logger.exception("%s: building the payload for event %s failed", name, note.event_id)
             failed = Result(Outcome.rejected, f"prepare_failed: {type(exc).__name__}: {exc}")
-            return [Attempt(d, failed, None) for d in group]
+            return _answered([Attempt(d, failed, None) for d in group], on_answer)
         pending = deque(group)
         attempts: list[Attempt] = []
         limit = self._limits[name]
@@ -161,7 +181,10 @@ class Dispatcher:
             while pending:
                 device = pending.popleft()
                 async with limit:
-                    attempts.append(await self._send_one(provider, device, prepared))
+                    attempt = await self._send_one(provider, device, prepared)
+                attempts.append(attempt)
+                if on_answer is not None:
+                    on_answer(attempt)
 
         runners = min(self.concurrency, len(group))
         if runners == 1:
@@ -184,10 +207,8 @@ class Dispatcher:
             result = Result(Outcome.retry_later, f"error: provider returned {type(result).__name__}")
         return Attempt(device, result, (self._monotonic() - started) * 1000.0, sent_at)
 
-    async def apply(self, attempts: Sequence[Attempt]) -> None:
-        """Registry effects that cannot wait: disable dead tokens; alert on refused credentials.
-        (last_used_at of the delivered goes with the delivery-log rows, see bookkeeping.py.)"""
-        dead = [a for a in attempts if a.result.outcome is Outcome.dead_token]
+    def alert_credentials(self, attempts: Sequence[Attempt]) -> None:
+        """One error line per provider that refused our credentials (devices are left enabled)."""
         refused: dict[str, list[Attempt]] = defaultdict(list)
         for a in attempts:
             if a.result.outcome is Outcome.credentials:
@@ -202,7 +223,13 @@ class Dispatcher:
                 first.reason,
                 len(group),
             )
-        for a in dead:
+
+    async def disable_dead(self, attempts: Sequence[Attempt]) -> None:
+        """Disable the devices whose token the provider called dead (a registry effect that cannot wait;
+        last_used_at of the delivered goes with the delivery-log rows, see bookkeeping.py)."""
+        for a in attempts:
+            if a.result.outcome is not Outcome.dead_token:
+                continue
             try:
                 # seen_before: a device that registered again after we sent (app reinstalled, same token) keeps
                 # its fresh registration instead of being disabled by an answer about the old one.

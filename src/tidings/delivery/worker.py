@@ -12,6 +12,11 @@ A job's fate, after its sends (see dispatch.py for the per-device part):
 - the job itself could not be read or its devices looked up → the whole job is retried or dead-lettered.
 Every attempt is written to the delivery log; rows and last_used_at of concurrent jobs are group-committed
 (bookkeeping.py), and a job is acked only after its rows are written.
+
+A job checkpoints its final answers in the queue as they arrive (progress.py: batched), so a job redelivered
+after its worker died (`Lease.deliveries > 1`) skips the devices already answered and books their answers from
+the checkpoint; a job cut short here (stopping, a worker error) books what it got and is handed back narrowed
+to the devices still without a final answer.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from dataclasses import replace
 from tidings import metrics
 from tidings.delivery import report
 from tidings.delivery.bookkeeping import DeliveryRecorder, GroupWriter
-from tidings.delivery.dispatch import Attempt, DeviceSource, Dispatcher
+from tidings.delivery.dispatch import Attempt, DeviceLike, DeviceSource, Dispatcher
+from tidings.delivery.progress import Progress, record_of, split_answered
 from tidings.delivery.queue import Lease, PushJob, Queue
 from tidings.delivery.retry import RetryPolicy, is_quota
 from tidings.events import PushSpec
@@ -61,6 +67,8 @@ class Worker:
         retry_policy: RetryPolicy | None = None,
         consumer: str | None = None,
         handle_signals: bool = False,
+        checkpoint_every: int = 64,
+        checkpoint_seconds: float = 1.0,
     ) -> None:
         self.queue = queue
         self.log = log
@@ -70,6 +78,8 @@ class Worker:
         self.heartbeat_seconds = heartbeat_seconds
         self.grace_seconds = grace_seconds
         self.poll_seconds = poll_seconds
+        self.checkpoint_every = checkpoint_every  # answers per checkpoint write (progress.py: the budget)...
+        self.checkpoint_seconds = checkpoint_seconds  # ...or, at the latest, this long after an answer came
         self.policy = retry_policy or RetryPolicy(max_attempts=max_attempts)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
         self.dispatcher = Dispatcher(
@@ -82,6 +92,7 @@ class Worker:
         self.writer = GroupWriter(devices, log)
         self.counters: Counter[str] = Counter()
         self._running: dict[asyncio.Task[None], Lease] = {}
+        self._progress: dict[str, Progress] = {}  # lease id → the progress of its sends, while it runs
         self._stopping = asyncio.Event()
         self._done = asyncio.Event()
         self._handle_signals = handle_signals
@@ -94,7 +105,9 @@ class Worker:
         return (
             f"<Worker {self.consumer} j_complete={c['jobs.complete']} j_retried={c['jobs.retried']} "
             f"j_dead={c['jobs.dead']} j_returned={c['jobs.returned']} j_ongoing={len(self._running)}"
-            f"{' ' + sends if sends else ''}>"
+            f"{' ' + sends if sends else ''}"
+            f"{' checkpoints=' + str(c['checkpoint.writes']) if c['checkpoint.writes'] else ''}"
+            f"{' answered_skipped=' + str(c['checkpoint.skipped']) if c['checkpoint.skipped'] else ''}>"
         )
 
     # --- lifecycle ---------------------------------------------------------------------------------------
@@ -118,6 +131,7 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
         heartbeat = asyncio.create_task(self._heartbeat(), name="tidings-worker-heartbeat")
+        ticker = asyncio.create_task(self._tick(), name="tidings-worker-checkpoints")
         try:
             await self._loop()
         finally:
@@ -126,9 +140,10 @@ class Worker:
                     asyncio.get_running_loop().remove_signal_handler(sig)
             await self._drain()  # leases keep being renewed meanwhile: the grace may outlast the timeout
             await self.writer.close()
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in (heartbeat, ticker):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self._done.set()
 
     def _on_signal(self, sig: signal.Signals) -> None:
@@ -197,11 +212,31 @@ class Worker:
             await self._give_back(lease)
 
     async def _give_back(self, lease: Lease) -> None:
+        job = await self._settle(lease)
         try:
-            await self.queue.retry(lease, lease.job, 0)
+            if job is None:  # every device answered for good: nothing to hand back
+                await self.queue.ack(lease)
+            else:
+                await self.queue.retry(lease, job, 0)
             self.counters["jobs.returned"] += 1
-        except Exception:  # it will be reclaimed after the visibility timeout anyway
+        except Exception:  # it will be reclaimed after the visibility timeout anyway (its checkpoint kept)
             logger.exception("returning job %s to the queue failed", lease.job.event_id)
+
+    async def _settle(self, lease: Lease) -> PushJob | None:
+        """What is left of a job cut short: its answers so far are booked, and the job narrowed to the devices
+        without a final answer (None: none left). The retry handing it back drops the checkpoint; the narrowing
+        carries it over."""
+        progress = self._progress.pop(lease.id, None)
+        if progress is None:
+            return lease.job
+        if not progress.booked:
+            progress.booked = True
+            await self._book(lease.job, progress.answers)
+        done = progress.final_ids()  # with the answers recovered from an earlier delivery's checkpoint
+        if not done:
+            return lease.job  # nothing answered: the job as it was (an audience stays an audience)
+        left = tuple(i for i in progress.targets if i not in done)
+        return replace(lease.job, device_ids=left) if left else None
 
     async def _heartbeat(self) -> None:
         while True:
@@ -216,24 +251,35 @@ class Worker:
                 except Exception:
                     logger.exception("renewing the lease on job %s failed", lease.job.event_id)
 
+    async def _tick(self) -> None:
+        # One task for all running jobs rather than a timer per job: see progress.py for the budget.
+        while True:
+            await asyncio.sleep(self.checkpoint_seconds / 2)
+            for progress in list(self._progress.values()):
+                progress.tick()
+
     # --- one job -------------------------------------------------------------------------------------------
 
     async def _process(self, lease: Lease) -> None:
         try:
             await self._process_job(lease)
         except asyncio.CancelledError:
-            raise
+            raise  # stopping: _drain hands the job back, narrowed by its progress
         except Exception as exc:  # a bug here must not kill the worker; the job stays for another try
             logger.exception("job %s failed", lease.job.event_id)
             self.counters["jobs.errors"] += 1
+            why = f"worker error: {type(exc).__name__}: {exc}"
             try:
-                await self._retry_or_bury(
-                    lease, lease.job, f"worker error: {type(exc).__name__}: {exc}", None
-                )
+                job = await self._settle(lease)
+                if job is None:
+                    await self.queue.ack(lease)
+                else:
+                    await self._retry_or_bury(lease, job, why, None)
             except Exception:  # the queue itself is failing: the lease expires and another worker takes it
                 logger.exception(
                     "could not reschedule job %s; it returns after the visibility timeout", lease.id
                 )
+        self._progress.pop(lease.id, None)
 
     async def _process_job(self, lease: Lease) -> None:
         job = lease.job
@@ -248,21 +294,20 @@ class Worker:
             await self._bury(lease, job, f"invalid push spec: {exc}")
             return
         try:
-            devices = await self.dispatcher.resolve(job)
+            devices, recovered = await self._targets(lease)
         except Exception as exc:  # the registry is down: the whole job waits and tries again
             logger.exception("looking up devices for job %s failed", job.event_id)
             await self._retry_or_bury(lease, job, f"device lookup failed: {type(exc).__name__}: {exc}", None)
             return
         if not devices:
-            await self.writer.write((), [report.nobody_row(job, self.clock())])
+            if recovered:  # answered before the worker died is not "nobody to send to"
+                await self._book(job, recovered)
+            else:
+                await self.writer.write((), [report.nobody_row(job, self.clock())])
             await self.queue.ack(lease)
             self.counters["jobs.complete"] += 1
             return
-        attempts = await self.dispatcher.send(job, spec, devices)
-        await self.dispatcher.apply(attempts)
-        report.count(self.counters, attempts)
-        delivered = [a.device.id for a in attempts if a.result.outcome is Outcome.delivered]
-        await self.writer.write(delivered, report.attempt_rows(job, attempts, self.clock()))
+        attempts = await self._send(lease, spec, devices, recovered)
         retry = [a for a in attempts if a.result.outcome is Outcome.retry_later]
         if not retry:
             await self.queue.ack(lease)
@@ -271,6 +316,56 @@ class Worker:
         narrowed = tuple(a.device.id for a in retry)
         reasons = sorted({f"{a.device.provider}: {a.result.reason or a.result.status}" for a in retry})
         await self._retry_or_bury(lease, replace(job, device_ids=narrowed), "; ".join(reasons), retry)
+
+    async def _targets(self, lease: Lease) -> tuple[list[DeviceLike], list[Attempt]]:
+        """The devices to send to, and the answers an earlier delivery of the entry checkpointed for others."""
+        devices = await self.dispatcher.resolve(lease.job)
+        if lease.deliveries == 1 or not devices:
+            return devices, []
+        answered = await self.queue.answered(lease)
+        if not answered:
+            return devices, []
+        left, recovered = split_answered(devices, answered)
+        self.counters["checkpoint.skipped"] += len(recovered)
+        logger.info("job %s redelivered: %d device(s) already answered", lease.job.event_id, len(recovered))
+        return left, recovered
+
+    async def _send(
+        self, lease: Lease, spec: PushSpec, devices: list[DeviceLike], recovered: list[Attempt]
+    ) -> list[Attempt]:
+        """Send, checkpointing answers as they arrive; then book them all (and the recovered ones) at once."""
+        job = lease.job
+        progress = Progress(
+            lambda batch: self._checkpoint(lease, batch), [d.id for d in devices], every=self.checkpoint_every
+        )
+        progress.answers.extend(recovered)
+        self._progress[lease.id] = progress
+        try:
+            attempts = await self.dispatcher.send(job, spec, devices, on_answer=progress.add)
+            await progress.close()
+        finally:
+            progress.abort()  # cancelled (stopping): no checkpoint after this; a no-op once closed
+        self.dispatcher.alert_credentials(attempts)
+        report.count(self.counters, attempts)
+        progress.booked = True
+        await self._book(job, progress.answers)  # the recovered answers, then every answer of this delivery
+        return attempts
+
+    async def _book(self, job: PushJob, attempts: Sequence[Attempt]) -> None:
+        """The bookkeeping of answers: dead tokens disabled, log rows and last_used_at written (group commit)."""
+        await self.dispatcher.disable_dead(attempts)
+        delivered = [a.device.id for a in attempts if a.result.outcome is Outcome.delivered]
+        await self.writer.write(delivered, report.attempt_rows(job, attempts, self.clock()))
+
+    async def _checkpoint(self, lease: Lease, batch: Sequence[Attempt]) -> None:
+        """Record a batch of final answers on the lease (a failure costs duplicates only if this worker dies)."""
+        try:
+            await self.queue.checkpoint(lease, {a.device.id: record_of(a) for a in batch})
+        except Exception:
+            self.counters["checkpoint.errors"] += 1
+            logger.warning("checkpointing job %s failed", lease.job.event_id, exc_info=True)
+            return
+        self.counters["checkpoint.writes"] += 1
 
     async def _retry_or_bury(
         self, lease: Lease, job: PushJob, reason: str, retry: Sequence[Attempt] | None

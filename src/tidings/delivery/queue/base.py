@@ -2,8 +2,12 @@
 
 Delivery is at-least-once: a job is removed only when a worker acks it, retries it (ack + schedule,
 atomically) or dead-letters it. A job reserved by a worker that dies becomes visible again after the
-visibility timeout, so nothing accepted is lost; a redelivered job may repeat sends that had already
-succeeded (providers derive `apns-id` from event id + device so a repeat is recognisable).
+visibility timeout, so nothing accepted is lost. While it works, a worker checkpoints the final answers its
+sends got on the lease's entry (`checkpoint`: device id → a short record of the answer); a redelivered entry's
+worker reads them (`answered`), skips those devices and books their answers, so a crash repeats only the sends
+that were in flight — sent, not yet checkpointed (providers derive `apns-id` from event id + device so such a
+repeat is recognisable). A checkpoint belongs to one queue entry: finishing the lease deletes it in the same
+atomic step, and a retry is a new entry with its own.
 
 Backends (`memory.py`, `redis.py`) are chosen by URL in this package's `create_queue`.
 """
@@ -105,6 +109,10 @@ class QueueOptions:
     visibility_timeout: float = 60.0  # seconds a lease may stay unacked before another worker reclaims it
     dead_letter_max: int = 100_000  # dead letters are for inspection; cap them rather than grow forever
     max_jobs: int = 100_000  # memory queue only: waiting jobs beyond this are refused (BusUnavailable)
+    # Redis only: a checkpoint is deleted with its lease; the expiry (renewed by every checkpoint write) only
+    # collects one whose entry vanished some other way (XDEL by hand). A checkpoint that expires under a lease
+    # still waiting for a worker costs duplicates, never a lost push: a day leaves ample room.
+    checkpoint_ttl: float = 86_400.0
     clock: Clock = field(default=system_clock)
 
 
@@ -134,6 +142,14 @@ class Queue(ABC):
     @abstractmethod
     async def dead_letter(self, lease: Lease, job: PushJob, reason: str) -> None:
         """Atomically finish `lease` and keep `job` with `reason` in the dead-letter list."""
+
+    @abstractmethod
+    async def checkpoint(self, lease: Lease, answers: Mapping[str, str]) -> None:
+        """Record final answers (device id → record) on the leased entry; a no-op once it is finished."""
+
+    @abstractmethod
+    async def answered(self, lease: Lease) -> dict[str, str]:
+        """The answers checkpointed on the lease's entry by any delivery of it; empty once it is finished."""
 
     @abstractmethod
     async def touch(self, lease: Lease) -> bool:

@@ -10,7 +10,8 @@ import asyncio
 import heapq
 import itertools
 from collections import deque
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from tidings.errors import BusUnavailable
 
@@ -23,6 +24,8 @@ class _InFlight:
     consumer: str
     expires_at: float
     deliveries: int
+    # The checkpoint: kept across reclaims, gone with the lease.
+    answered: dict[str, str] = field(default_factory=dict)
 
 
 class MemoryQueue(Queue):
@@ -118,6 +121,15 @@ class MemoryQueue(Queue):
     async def dead_letter(self, lease: Lease, job: PushJob, reason: str) -> None:
         self._in_flight.pop(lease.id, None)
         self._dead.appendleft(DeadLetter(lease.id, job, reason, self._clock()))
+
+    async def checkpoint(self, lease: Lease, answers: Mapping[str, str]) -> None:
+        held = self._in_flight.get(lease.id)
+        if held is not None:
+            held.answered.update(answers)
+
+    async def answered(self, lease: Lease) -> dict[str, str]:
+        held = self._in_flight.get(lease.id)
+        return dict(held.answered) if held is not None else {}
 
     async def touch(self, lease: Lease) -> bool:
         held = self._in_flight.get(lease.id)

@@ -4,21 +4,26 @@ retries, and a capped dead-letter stream.
     {prefix}:push:jobs     stream, group "workers"; entries are deleted when acked: XLEN = ready + in flight
     {prefix}:push:delayed  zset of scheduled retries (score = due time, member = 16-char nonce + job bytes)
     {prefix}:push:dead     stream of (job, reason, at), capped at about `dead_letter_max` entries
+    {prefix}:push:answered:{entry id}  the answers checkpointed on that entry (see base.py), as JSON items
 
 A lease left unacked longer than the visibility timeout (its worker died) is taken over with XAUTOCLAIM by
 the next worker that reserves. A live worker renews its leases with `touch` (XCLAIM to itself, only if it
 still owns the entry) so a slow job is not stolen. Due retries are moved back into the stream by whichever
 worker reserves next, in one Lua script so two workers cannot both move the same retry. Finishing a lease
-(ack, retry, dead-letter) is one MULTI so a crash between the two halves cannot lose or duplicate the job.
+(ack, retry, dead-letter) is one MULTI so a crash between the two halves cannot lose or duplicate the job;
+it deletes the entry's checkpoint too. A checkpoint is written by a script that first checks the entry is
+still pending, so a late write from a worker whose lease was finished elsewhere cannot leave an orphan.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -49,6 +54,16 @@ redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 1
 """
 
+# Add to an entry's checkpoint only while the entry is pending (not yet acked, retried or dead-lettered).
+# The checkpoint is a string of JSON array items, each write appending `,"id1","record1","id2",...`: one
+# argument to encode rather than two per device (the client's CPU), and ~57 bytes of Redis memory per device
+# for an APNs success (32-char id, record `delivered|200||`; MEMORY USAGE after 4,000 devices in 63 writes).
+_CHECKPOINT = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return 0 end
+redis.call('APPEND', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
 
 # Move one dead letter back only if this caller deleted it: two operators redriving at once move it once.
 _REDRIVE = """
@@ -94,6 +109,8 @@ class RedisQueue(Queue):
         self._promote = self._redis.register_script(_PROMOTE)
         self._touch = self._redis.register_script(_TOUCH)
         self._redrive = self._redis.register_script(_REDRIVE)
+        self._checkpoint = self._redis.register_script(_CHECKPOINT)
+        self._answered_prefix = f"{prefix}:push:answered:"
         self._group_ready = False
         self._claim_cursor = "0-0"
         self._poll_seconds = min(1.0, max(0.05, self._options.visibility_timeout / 4))
@@ -216,10 +233,15 @@ class RedisQueue(Queue):
             await pipe.execute()
             return None
 
+    def answered_key(self, entry_id: str) -> str:
+        """Where the checkpoint of one stream entry is kept."""
+        return self._answered_prefix + entry_id
+
     async def _finish(self, lease: Lease, then: Any = None) -> None:
         pipe = self._redis.pipeline(transaction=True)
         pipe.xack(self.stream, GROUP, lease.id)
         pipe.xdel(self.stream, lease.id)
+        pipe.delete(self.answered_key(lease.id))
         if then is not None:
             then(pipe)
         await pipe.execute()
@@ -243,6 +265,21 @@ class RedisQueue(Queue):
             pipe.xadd(self.dead_key, fields, maxlen=self._options.dead_letter_max, approximate=True)
 
         await self._finish(lease, keep)
+
+    async def checkpoint(self, lease: Lease, answers: Mapping[str, str]) -> None:
+        if not answers:
+            return
+        items = b"," + orjson.dumps([x for pair in answers.items() for x in pair])[1:-1]
+        ttl_ms = max(1, int(self._options.checkpoint_ttl * 1000))
+        keys = [self.stream, self.answered_key(lease.id)]
+        await self._checkpoint(keys=keys, args=[GROUP, lease.id, ttl_ms, items])
+
+    async def answered(self, lease: Lease) -> dict[str, str]:
+        raw: Any = await self._redis.get(self.answered_key(lease.id))
+        if not raw:
+            return {}
+        flat = orjson.loads(b"[" + raw[1:] + b"]")  # the stored items start with a comma
+        return dict(zip(flat[0::2], flat[1::2], strict=True))
 
     async def touch(self, lease: Lease) -> bool:
         owned = await self._touch(keys=[self.stream], args=[GROUP, lease.consumer, lease.id])
