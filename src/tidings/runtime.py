@@ -38,6 +38,7 @@ log = logging.getLogger("tidings.runtime")
 
 PRUNE_INTERVAL = 3600.0  # devices past their TTL and delivery rows past retention, hourly
 GAUGE_REFRESH = 60.0
+CLOSE_GRACE = 10.0  # how long close() waits for a background task to finish what it is doing
 
 
 class Runtime:
@@ -69,6 +70,7 @@ class Runtime:
         self._owned_queue = owned_queue
         self._owned_engine = owned_engine
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
         self._gauges_at = float("-inf")
 
     @classmethod
@@ -104,10 +106,17 @@ class Runtime:
         if self.worker is not None:
             await self.worker.stop()
             self.worker = None
+        # Let the pruner finish a query in flight rather than cancel it: a cancelled aiosqlite query leaves its
+        # thread running, and that thread keeps the process from exiting.
+        self._stopping.set()
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            try:
+                async with asyncio.timeout(CLOSE_GRACE):
+                    await task
+            except TimeoutError:
+                pass  # asyncio.timeout cancelled it
+            except Exception:
+                log.exception("a background task failed while stopping")
         self._tasks.clear()
         if self._owned_providers and self._providers is not None:
             for provider in self._providers.values():
@@ -175,7 +184,11 @@ class Runtime:
                 await self.prune_once()
             except Exception:  # a failing database must not end pruning: the next round tries again
                 log.exception("pruning failed; retrying in %.0f s", every)
-            await asyncio.sleep(every)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(every):
+                    await self._stopping.wait()
+            if self._stopping.is_set():
+                return
 
     # --- what the hub asks of it -------------------------------------------------------------------------
 
