@@ -31,6 +31,8 @@ from tidings import metrics
 from tidings.delivery import report
 from tidings.delivery.bookkeeping import DeliveryRecorder, GroupWriter
 from tidings.delivery.dispatch import Attempt, DeviceSource, Dispatcher
+from tidings.delivery.gate import Gate
+from tidings.delivery.log import DeliveryRecord
 from tidings.delivery.queue import Lease, PushJob, Queue
 from tidings.delivery.retry import RetryPolicy, is_quota
 from tidings.events import PushSpec
@@ -61,8 +63,10 @@ class Worker:
         retry_policy: RetryPolicy | None = None,
         consumer: str | None = None,
         handle_signals: bool = False,
+        gate: Gate | None = None,
     ) -> None:
         self.queue = queue
+        self.gate = gate  # delivery policy (presence, preferences, quiet hours, debounce); None: send to all
         self.log = log
         self.clock = clock
         self.burst = burst
@@ -253,8 +257,12 @@ class Worker:
             logger.exception("looking up devices for job %s failed", job.event_id)
             await self._retry_or_bury(lease, job, f"device lookup failed: {type(exc).__name__}: {exc}", None)
             return
+        policy_rows: list[DeliveryRecord] = []
+        if self.gate is not None and devices and job.device_ids is None:  # a retry was decided already
+            screened = await self.gate.screen(job, spec, devices)
+            job, spec, devices, policy_rows = screened.job, screened.spec, screened.devices, screened.rows
         if not devices:
-            await self.writer.write((), [report.nobody_row(job, self.clock())])
+            await self.writer.write((), policy_rows or [report.nobody_row(job, self.clock())])
             await self.queue.ack(lease)
             self.counters["jobs.complete"] += 1
             return
@@ -262,7 +270,7 @@ class Worker:
         await self.dispatcher.apply(attempts)
         report.count(self.counters, attempts)
         delivered = [a.device.id for a in attempts if a.result.outcome is Outcome.delivered]
-        await self.writer.write(delivered, report.attempt_rows(job, attempts, self.clock()))
+        await self.writer.write(delivered, policy_rows + report.attempt_rows(job, attempts, self.clock()))
         retry = [a for a in attempts if a.result.outcome is Outcome.retry_later]
         if not retry:
             await self.queue.ack(lease)
