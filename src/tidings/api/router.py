@@ -25,7 +25,9 @@ from .errors import http_exception_handler, request_validation_handler, tidings_
 from .shutdown import drain_on_signals
 from .stream import StreamEndpoint
 
-FEATURE_ROUTERS = ("publish", "sessions", "health", "devices", "deliveries", "webpush")
+FEATURE_ROUTERS = (
+    "publish", "sessions", "health", "devices", "deliveries", "webpush", "preferences", "presence",
+)  # fmt: skip
 
 
 def stream_endpoints(hub: Hub) -> dict[str, StreamEndpoint]:
