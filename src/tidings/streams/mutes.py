@@ -133,6 +133,11 @@ class StreamPolicy:
             return True
         return envelope.scope not in user.muted and envelope.type not in user.muted
 
+    def muted(self, user_id: str) -> frozenset[str] | None:
+        """The scopes `user_id`'s streams here do not get now; None while unknown (no stream, or loading)."""
+        user = self._users.get(user_id)
+        return user.muted if user is not None and user.loaded else None
+
     async def ready(self, conn: Connection) -> None:
         """Return once `conn`'s user's preferences are known (bounded: READY_TIMEOUT)."""
         user = self._users.get(conn.principal.user_id)
