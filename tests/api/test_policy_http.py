@@ -72,11 +72,18 @@ async def test_a_mute_set_over_http_applies_to_the_users_live_stream(
 ) -> None:
     server, _ = served
     async with httpx.AsyncClient(base_url=server.url) as client:
-        r = await client.put("/v1/preferences/scopes/conversation:42", headers=user(token), json={"muted": True})
+        r = await client.put(
+            "/v1/preferences/scopes/conversation:42", headers=user(token), json={"muted": True}
+        )
         assert r.status_code == 200
         async with open_stream(server.url, token=token("ann")) as stream:
             events = [
-                {"type": "message.new", "to": {"users": ["ann"]}, "scope": f"conversation:{c}", "data": {"c": c}}
+                {
+                    "type": "message.new",
+                    "to": {"users": ["ann"]},
+                    "scope": f"conversation:{c}",
+                    "data": {"c": c},
+                }
                 for c in ("42", "7")
             ]
             r = await client.post("/v1/publish", headers=PUBLISHER, json=events)
@@ -85,7 +92,9 @@ async def test_a_mute_set_over_http_applies_to_the_users_live_stream(
             assert frame.id == r.json()["ids"][1] and frame.json()["scope"] == "conversation:7"
 
 
-async def test_presence_for_publishers(served: tuple[InProcessServer, Hub], token: Callable[..., str]) -> None:
+async def test_presence_for_publishers(
+    served: tuple[InProcessServer, Hub], token: Callable[..., str]
+) -> None:
     server, _ = served
     async with httpx.AsyncClient(base_url=server.url) as client:
 
@@ -103,5 +112,7 @@ async def test_presence_for_publishers(served: tuple[InProcessServer, Hub], toke
             while (gone := await presence())["online"]:
                 await asyncio.sleep(0.02)
         assert gone["last_seen"] is not None
-        assert (await client.get("/v1/presence", params={"user_id": "ann"}, headers=user(token))).status_code == 403
+        assert (
+            await client.get("/v1/presence", params={"user_id": "ann"}, headers=user(token))
+        ).status_code == 403
         assert (await client.get("/v1/presence", headers=PUBLISHER)).status_code == 422

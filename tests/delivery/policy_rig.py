@@ -86,7 +86,9 @@ def rig_settings(apns: ApnsRig, tmp_path: Path, **extra: Any) -> Any:
 
 
 @asynccontextmanager
-async def policy_rig(tmp_path: Path, *, clock: ManualClock | None = None, **settings: Any) -> AsyncIterator[PolicyRig]:
+async def policy_rig(
+    tmp_path: Path, *, clock: ManualClock | None = None, **settings: Any
+) -> AsyncIterator[PolicyRig]:
     clock = clock or ManualClock(frozen_at=T0)
     async with apns_rig(tmp_path, clock) as apns:
         provider = apns.provider()

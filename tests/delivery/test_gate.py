@@ -71,9 +71,7 @@ async def test_offline_is_decided_when_the_worker_delivers_not_when_published(tm
 
 async def test_a_muted_scope_gets_no_push_until_its_mute_ends(rig: PolicyRig) -> None:
     await rig.phone("ann")
-    await rig.hub.preferences.put_scope(
-        "ann", "conversation:42", _scope({"muted_until": iso(T0 + 8 * 3600)})
-    )
+    await rig.hub.preferences.put_scope("ann", "conversation:42", _scope({"muted_until": iso(T0 + 8 * 3600)}))
     muted = await message(rig.hub, ["ann"], push=TEXT)
     [row] = await rig.rows(muted, 1)
     assert (row.outcome, row.reason) == ("skipped", "muted")

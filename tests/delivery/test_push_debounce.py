@@ -16,7 +16,9 @@ WINDOWS = {"tasks.changed": {"push": 60}}
 
 async def changed(hub: Hub, user: str, ids: list[str], today: bool) -> str:
     hints = {"updatedTaskIds": ids, "todayCountChanged": today}
-    return await hub.publish("tasks.changed", hints, to={"users": [user]}, push={"mode": "silent", "data": hints})
+    return await hub.publish(
+        "tasks.changed", hints, to={"users": [user]}, push={"mode": "silent", "data": hints}
+    )
 
 
 async def test_a_burst_is_one_leading_and_one_trailing_push_with_the_union(tmp_path: Path) -> None:
@@ -37,7 +39,11 @@ async def test_a_burst_is_one_leading_and_one_trailing_push_with_the_union(tmp_p
         assert trailing["updatedTaskIds"] == ["t2", "t3", "t4", "t5"]
         assert trailing["todayCountChanged"] is True and trailing["coalesced"] == 3
         assert trailing["event_id"] == burst[-1]
-        assert leading["headers"]["apns-collapse-id"] == trailing["headers"]["apns-collapse-id"] == "tasks.changed"
+        assert (
+            leading["headers"]["apns-collapse-id"]
+            == trailing["headers"]["apns-collapse-id"]
+            == "tasks.changed"
+        )
         story = await rig.rows(burst[-1], 3)
         assert [r.outcome for r in story] == ["skipped", "coalesced", "delivered"]
         for earlier in burst[:-1]:

@@ -25,7 +25,11 @@ async def rig(tmp_path: Path) -> AsyncIterator[PolicyRig]:
 
 async def message(hub: Hub, user: str, n: int, push: object = ALERT) -> str:
     return await hub.publish(
-        "message.new", {"conversation_id": "42", "n": n}, to={"users": [user]}, scope="conversation:42", push=push
+        "message.new",
+        {"conversation_id": "42", "n": n},
+        to={"users": [user]},
+        scope="conversation:42",
+        push=push,
     )
 
 
@@ -36,7 +40,9 @@ async def release_round(hub: Hub) -> int:
 
 async def test_held_alerts_are_released_once_coalesced_and_silent_ones_still_go(rig: PolicyRig) -> None:
     await rig.phone("ann")
-    await rig.hub.preferences.patch("ann", {"quiet_hours": {"start": "07:00", "end": "09:00", "timezone": "UTC"}})
+    await rig.hub.preferences.patch(
+        "ann", {"quiet_hours": {"start": "07:00", "end": "09:00", "timezone": "UTC"}}
+    )
     held = [await message(rig.hub, "ann", n) for n in range(3)]  # T0 is 08:00 UTC: quiet
     reasons = sorted([(await rig.rows(event_id, 1))[0].reason for event_id in held])
     # jobs run concurrently: the holds coalesce in whatever order they come, counting 1, 2, 3
@@ -103,7 +109,9 @@ async def test_quiet_hours_across_a_dst_change_release_at_the_new_offset(tmp_pat
 
 async def test_held_pushes_survive_a_worker_restart(rig: PolicyRig) -> None:
     await rig.phone("ann")
-    await rig.hub.preferences.patch("ann", {"quiet_hours": {"start": "07:00", "end": "09:00", "timezone": "UTC"}})
+    await rig.hub.preferences.patch(
+        "ann", {"quiet_hours": {"start": "07:00", "end": "09:00", "timezone": "UTC"}}
+    )
     held = [await message(rig.hub, "ann", n) for n in range(2)]
     await rig.rows(held[-1], 1)
     await rig.hub.stop()  # the worker (and its process's memory) is gone; the rows are in SQL

@@ -35,7 +35,11 @@ async def hub(make_settings: Callable[..., Any]) -> AsyncIterator[Hub]:
 
 async def message(hub: Hub, user: str, conversation: str, **fields: Any) -> str:
     return await hub.publish(
-        "message.new", {"c": conversation}, to={"users": [user]}, scope=f"conversation:{conversation}", **fields
+        "message.new",
+        {"c": conversation},
+        to={"users": [user]},
+        scope=f"conversation:{conversation}",
+        **fields,
     )
 
 

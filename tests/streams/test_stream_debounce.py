@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from streams_rig import marker, stream_of
 
 from support import ManualClock
 from tidings import Hub
-
-from streams_rig import marker, stream_of
 
 T0 = 1_800_000_000.0
 WINDOWS = {"tasks.changed": {"stream": 1}}
@@ -20,7 +19,9 @@ WINDOWS = {"tasks.changed": {"stream": 1}}
 
 @pytest.fixture
 async def hub(make_settings: Callable[..., Any]) -> AsyncIterator[Hub]:
-    hub = Hub(make_settings(stream_idle_timeout=0, debounce_poll_seconds=0.02), clock=ManualClock(frozen_at=T0))
+    hub = Hub(
+        make_settings(stream_idle_timeout=0, debounce_poll_seconds=0.02), clock=ManualClock(frozen_at=T0)
+    )
     async with hub.lifespan():
         yield hub
 
@@ -48,7 +49,11 @@ async def test_a_burst_is_one_leading_and_one_trailing_delivery(make_settings: C
         assert body["data"]["updatedTaskIds"] == ["t1"] and body["debounced"] == {"count": 1, "ids": [ids[0]]}
         clock.advance(1)
         trailing = (await ann.next()).json()
-        assert trailing["data"] == {"updatedTaskIds": ["t2", "t3", "t4", "t5"], "todayCountChanged": True, "count": 1}
+        assert trailing["data"] == {
+            "updatedTaskIds": ["t2", "t3", "t4", "t5"],
+            "todayCountChanged": True,
+            "count": 1,
+        }
         assert trailing["debounced"] == {"count": 3, "ids": ids[1:]}
         await marker(hub, "ann")
         assert [f.event for f in await ann.until("test.marker")] == ["test.marker"]  # exactly two
@@ -66,7 +71,9 @@ async def test_windows_are_per_audience_and_scope(make_settings: Callable[..., A
 
 async def test_nothing_is_lost_at_a_window_edge(make_settings: Callable[..., Any]) -> None:
     clock = ManualClock(frozen_at=T0)
-    settings = make_settings(stream_idle_timeout=0, debounce_poll_seconds=3600)  # no flusher round after start
+    settings = make_settings(
+        stream_idle_timeout=0, debounce_poll_seconds=3600
+    )  # no flusher round after start
     hub = Hub(settings, clock=clock, debounce=WINDOWS)
     async with hub.lifespan():
         ann = await stream_of(hub, "ann")

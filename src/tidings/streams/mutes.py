@@ -110,8 +110,12 @@ class StreamPolicy:
     def screen(self, envelope: Envelope, recipients: set[Connection]) -> set[Connection]:
         """The recipients that get `envelope` now (a new set when any are held or muted; never mutated)."""
         out = recipients
-        if self._waiting:
-            held = [conn for conn in self._waiting if conn in recipients]
+        waiting = self._waiting
+        if waiting:  # walk the smaller side: a connect storm can leave many streams loading at once
+            if len(recipients) < len(waiting):
+                held = [conn for conn in recipients if conn in waiting]
+            else:
+                held = [conn for conn in waiting if conn in recipients]
             for conn in held:
                 self._hold(conn, envelope)
             if held:
