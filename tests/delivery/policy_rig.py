@@ -56,7 +56,7 @@ class PolicyRig:
             while True:
                 found = await self.hub.deliveries.query(event_id=event_id)
                 if len(found) >= count:
-                    return sorted(found, key=lambda r: (r.created_at, r.outcome))
+                    return found[::-1]  # newest first, ties by insertion: reversed, the story in order
                 await asyncio.sleep(0.02)
 
     async def pushes(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:

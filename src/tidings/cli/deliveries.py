@@ -60,8 +60,8 @@ def deliveries(
             + (f" for user {user}" if user else "")
         )
         return
-    if event is not None:  # a story reads forwards
-        rows = sorted(rows, key=lambda r: r.created_at)
+    if event is not None:  # a story reads forwards (the log answers newest first, ties by insertion)
+        rows = rows[::-1]
     for line in format_rows(rows):
         typer.echo(line)
     if event is not None:
