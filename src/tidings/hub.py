@@ -250,7 +250,14 @@ class Hub:
         if debounce is not None and debounce.applies(events):  # windows first (see streams/debounce.py)
             ids = await debounce.publish(events, now)
         else:
-            ids = await self.bus.publish([_tail(e, now) for e in events])
+            ids = await self.bus.publish(
+                [
+                    wire.encode_tail(
+                        e.type, e.to.channels(), e.public(now), scope=e.scope, critical=e.critical
+                    )
+                    for e in events
+                ]
+            )
         logging_publishes = log.isEnabledFor(logging.INFO)  # the extra dict per event costs even when dropped
         for event, event_id in zip(events, ids, strict=True):
             metrics.events_published_total.labels(event.type).inc()
@@ -366,9 +373,3 @@ class Hub:
         if self.runtime is not None:
             checks.update(await self.runtime.readiness())
         return checks
-
-
-def _tail(event: EventIn, now: datetime) -> bytes:
-    return wire.encode_tail(
-        event.type, event.to.channels(), event.public(now), scope=event.scope, critical=event.critical
-    )
