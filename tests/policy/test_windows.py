@@ -85,3 +85,14 @@ def test_a_merged_push_that_outgrew_the_limits_is_cut_to_its_newest_ids() -> Non
     assert isinstance(kept, list) and 0 < len(kept) < 100 and kept == ids[-len(kept) :]
     assert fitted.data["coalesced"] == 100
     assert len(orjson.dumps(fitted.data)) < len(orjson.dumps(spec.data))
+
+
+def test_a_bad_hub_default_names_itself(tmp_path: Any) -> None:
+    import pytest
+
+    from tidings import Hub, Settings
+    from tidings.errors import ConfigError
+
+    settings = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="Hub\\(debounce=...\\)"):
+        Hub(settings, debounce={"tasks.changed": {"stream": -1}})
