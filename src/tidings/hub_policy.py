@@ -9,23 +9,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import wire
+from .errors import BusUnavailable
 from .policy.live import LivePreferences
 from .streams.debounce import StreamDebounce
 from .streams.mutes import StreamPolicy
 
 if TYPE_CHECKING:
     from .hub import Hub
+    from .policy.presence import Presence
     from .runtime import Runtime
+
+log = logging.getLogger("tidings.hub")
 
 
 @dataclass
 class HubPolicy:
     preferences: LivePreferences
     debounce: StreamDebounce
+    _joining: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
     async def start(cls, hub: Hub, runtime: Runtime) -> HubPolicy:
@@ -37,7 +45,12 @@ class HubPolicy:
             hold_limit=hub.settings.stream_buffer_events,
         )
         hub.streams.policy = streams
-        await presence.start()
+        joining = None
+        try:
+            await presence.start()
+        except BusUnavailable as exc:  # like the bus: start anyway, keep trying in the background
+            log.warning("presence: %s; retrying in the background", exc)
+            joining = asyncio.create_task(_join_eventually(presence), name="tidings-presence-join")
         await streams.start()
 
         async def changed(user_id: str) -> None:
@@ -51,10 +64,27 @@ class HubPolicy:
             poll_seconds=hub.settings.debounce_poll_seconds,
         )
         await debounce.start()
-        return cls(LivePreferences(runtime.preferences, runtime.held, changed), debounce)
+        return cls(LivePreferences(runtime.preferences, runtime.held, changed), debounce, joining)
 
     async def stop(self, hub: Hub) -> None:
+        if self._joining is not None:
+            self._joining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._joining
         await self.debounce.stop()
         if hub.streams.policy is not None:
             await hub.streams.policy.stop()
             hub.streams.policy = None  # presence itself is withdrawn by the runtime when it closes
+
+
+async def _join_eventually(presence: Presence) -> None:
+    delay = 0.5
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            await presence.start()
+        except BusUnavailable:
+            delay = min(delay * 2, 10.0)
+            continue
+        log.info("presence: joined the cluster")
+        return
