@@ -94,5 +94,5 @@ def test_a_bad_hub_default_names_itself(tmp_path: Any) -> None:
     from tidings.errors import ConfigError
 
     settings = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
-    with pytest.raises(ConfigError, match="Hub\\(debounce=...\\)"):
+    with pytest.raises(ConfigError, match=r"Hub\(debounce=\.\.\.\)"):
         Hub(settings, debounce={"tasks.changed": {"stream": -1}})
