@@ -249,7 +249,7 @@ class ServerProcess:
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> ServerProcess:
+    def start(self, timeout: float = 45.0) -> ServerProcess:  # imports take seconds on a loaded machine
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -259,7 +259,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             preexec_fn=self.preexec_fn,
         )
-        deadline = time.monotonic() + 45  # start-up imports take seconds on a loaded 2-core machine
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()}")

@@ -11,7 +11,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigError
@@ -31,6 +40,20 @@ def _split_csv(value: object) -> object:
 
 
 CsvList = Annotated[list[str], NoDecode]
+EventType = Annotated[
+    str, StringConstraints(max_length=128, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+]
+
+
+class DebounceDefault(BaseModel):
+    """An event type's debounce windows in seconds (0 or unset = off); events may override them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stream: float = Field(0, ge=0, le=86_400)
+    push: float = Field(0, ge=0, le=86_400)
+    max_wait: float | None = Field(None, ge=0, le=86_400)
+
 
 # Any of these given (and TIDINGS_ENV not set) selects production mode.
 SECRET_FIELDS = ("jwt_secret", "jwt_public_key_path", "jwks_url", "publish_key")
@@ -191,6 +214,11 @@ class Settings(BaseSettings):
     debounce_poll_seconds: float = Field(0.1, gt=0)
     debounce_lease_seconds: float = Field(30, gt=0)
 
+    # --- policy: debounce defaults per event type (off unless listed; events override per event) ----------
+    # JSON: {"tasks.changed": {"stream": 1, "push": 60}}. Stream windows are keyed by (audience, scope) before
+    # the bus, push windows by (user, scope) in the worker. `Hub(debounce=...)` adds to (and wins over) these.
+    debounce: dict[EventType, DebounceDefault] = Field(default_factory=dict)
+
     @field_validator("jwt_algorithms", "webpush_allowed_hosts", "webpush_http_hosts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -291,7 +319,10 @@ def load_settings(**overrides: object) -> Settings:
 def describe_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        field = ".".join(str(part) for part in err["loc"])
-        name = f"{ENV_PREFIX}{field.upper()}" if field else "configuration"
+        loc = [str(part) for part in err["loc"]]
+        # the variable in capitals, what is inside it (a JSON mapping's keys) as written
+        name = (
+            f"{ENV_PREFIX}{loc[0].upper()}" + "".join(f"[{p!r}]" for p in loc[1:]) if loc else "configuration"
+        )
         lines.append(f"{name}: {err['msg']}")
     return "invalid configuration: " + "; ".join(lines)

@@ -1,4 +1,5 @@
-"""The event model: what a publisher may send (`EventIn`, its `Audience` and `PushSpec`), validated strictly.
+"""The event model: what a publisher may send (`EventIn`, its `Audience`, `PushSpec` and `DebounceSpec`),
+validated strictly.
 
 This is the bottom of the package: it imports nothing of ours but `errors`/`config`. Checks that need a higher
 layer (does a push payload fit every provider?) come in through the validation context (`Limits.push_fits`),
@@ -27,14 +28,22 @@ from pydantic import (
 TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 NAME_PATTERN = r"^[^\s,\x00-\x1f\x7f]+$"  # no whitespace, commas or control characters: names join into lists
 
+# A scope: an event type, a topic or an app key such as `conversation:42` (preferences mute scopes). No spaces:
+# it travels on the bus message's first line (wire.py).
+SCOPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,127}$"
+
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=NAME_PATTERN)]
+ScopeName = Annotated[str, StringConstraints(pattern=SCOPE_PATTERN)]
 Scalar = str | int | float | bool | None
+PushValue = Scalar | list[Scalar]  # lists let a coalesced push carry the union of ids (see DebounceSpec)
 
 # Keys a provider reserves in the data dictionary (FCM rejects them; `aps` is APNs's own).
 RESERVED_KEYS = frozenset({"aps", "from", "notification", "message_type", "collapse_key"})
 RESERVED_PREFIXES = ("google", "gcm")
 MAX_TTL = 2_419_200  # 28 days: the longest FCM and APNs keep a message
 MAX_DATA_ENTRIES = 32
+MAX_LIST_ITEMS = 100  # per list in a push's data
+MAX_WINDOW = 86_400.0  # a debounce window or max_wait: at most a day
 
 
 def reserved_key(key: str) -> bool:
@@ -55,7 +64,11 @@ class PushSpec(BaseModel):
     collapse_key: str | None = Field(None, max_length=64)  # APNs apns-collapse-id allows 64 bytes
     priority: Literal["high", "normal"] | None = None
     ttl: int | None = Field(None, ge=0, le=MAX_TTL)
-    data: dict[str, Scalar] = Field(default_factory=dict)  # small ids only: the app fetches content
+    data: dict[str, PushValue] = Field(default_factory=dict)  # small ids only: the app fetches content
+    # "offline": only to users with no live stream anywhere, decided by the worker at delivery time
+    when: Literal["always", "offline"] | None = None
+    # APNs interruption level of an alert; an event marked critical gets "time-sensitive"
+    interruption_level: Literal["passive", "active", "time-sensitive"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -68,7 +81,7 @@ class PushSpec(BaseModel):
 
     @field_validator("data")
     @classmethod
-    def _small_ids(cls, data: dict[str, Scalar]) -> dict[str, Scalar]:
+    def _small_ids(cls, data: dict[str, PushValue]) -> dict[str, PushValue]:
         if len(data) > MAX_DATA_ENTRIES:
             raise ValueError(f"at most {MAX_DATA_ENTRIES} entries (payloads carry ids, not content)")
         for key, value in data.items():
@@ -76,7 +89,10 @@ class PushSpec(BaseModel):
                 raise ValueError(f"key {key!r} must be 1-64 letters, digits, '_', '.', '-'")
             if reserved_key(key):
                 raise ValueError(f"key {key!r} is reserved by a push provider")
-            if isinstance(value, str) and len(value) > 256:
+            items = value if isinstance(value, list) else [value]
+            if len(items) > MAX_LIST_ITEMS:
+                raise ValueError(f"list {key!r} has more than {MAX_LIST_ITEMS} items")
+            if any(isinstance(item, str) and len(item) > 256 for item in items):
                 raise ValueError(f"value of {key!r} is longer than 256 characters")
         return data
 
@@ -85,6 +101,26 @@ class PushSpec(BaseModel):
         if self.mode == "alert" and not (self.title or self.body):
             raise ValueError("an alert push needs a title or a body")
         return self
+
+
+Window = Annotated[float, Field(ge=0, le=MAX_WINDOW)]
+
+
+class DebounceSpec(BaseModel):
+    """Debounce windows of one event (seconds; 0 = off for this event, unset = the event type's default).
+
+    The first event of a quiet period is delivered at once; later ones within `stream`/`push` seconds are
+    merged and delivered once when the window closes. `max_wait` lets a window slide (each event extends it
+    by its length) but never keeps an event waiting longer than `max_wait`; a transport whose window is at
+    least `max_wait` keeps a fixed window. `key` groups events into one window instead of their scope.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: ScopeName | None = None
+    stream: Window | None = None
+    push: Window | None = None
+    max_wait: Window | None = None
 
 
 PushFitCheck = Callable[[PushSpec, str, Mapping[str, Any]], None]
@@ -155,6 +191,11 @@ class EventIn(BaseModel):
     to: Audience
     occurred_at: datetime | None = None
     push: PushSpec | None = None
+    # Delivery policy (tidings.policy): what preferences mute (default: the type), a security alert that goes
+    # through mutes, quiet hours and debounce, and this event's debounce windows.
+    scope: ScopeName | None = None
+    critical: bool = False
+    debounce: DebounceSpec | None = None
 
     @field_validator("data")
     @classmethod
@@ -183,14 +224,31 @@ class EventIn(BaseModel):
 
     @model_validator(mode="after")
     def _push_fits(self, info: ValidationInfo) -> EventIn:
+        push = self.push
+        if push is not None and self.critical and push.mode == "alert" and push.interruption_level is None:
+            # before the size check: the level is part of the APNs payload that must fit
+            self.push = push = push.model_copy(update={"interruption_level": "time-sensitive"})
         check = _limits(info).push_fits
-        if self.push is not None and check is not None:
-            check(self.push, self.type, self.data)
+        if push is not None and check is not None:
+            check(push, self.type, self.data)
         return self
 
+    @property
+    def effective_scope(self) -> str:
+        """What preferences match this event by: its scope, else its type."""
+        return self.scope or self.type
+
     def public(self, now: datetime) -> dict[str, object]:
-        """What every recipient sees (without the id, which the bus assigns)."""
-        return {"type": self.type, "data": self.data, "occurred_at": iso_utc(self.occurred_at or now)}
+        """What every recipient sees (without the id, which the bus assigns); `scope` and `critical` only when
+        given, so events without policy look exactly as before."""
+        out: dict[str, object] = {
+            "type": self.type, "data": self.data, "occurred_at": iso_utc(self.occurred_at or now)
+        }  # fmt: skip
+        if self.scope is not None:
+            out["scope"] = self.scope
+        if self.critical:
+            out["critical"] = True
+        return out
 
 
 def iso_utc(moment: datetime) -> str:

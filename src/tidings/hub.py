@@ -27,8 +27,18 @@ from .bus import Bus, create_bus
 from .clock import Clock, system_clock
 from .config import Settings, load_settings
 from .devmode import ensure_dev_secrets
-from .errors import AuthError, BusUnavailable, InvalidEvent, NotStarted, PushNotQueued, validation_details
+from .errors import (
+    AuthError,
+    BusUnavailable,
+    ConfigError,
+    InvalidEvent,
+    NotStarted,
+    PushNotQueued,
+    validation_details,
+)
 from .events import Audience, EventIn, Limits
+from .hub_policy import HubPolicy
+from .policy.windows import parse_defaults
 from .push.payloads import ensure_push_fits
 from .runtime import Runtime
 from .streams.connection import BufferLimits, Connection
@@ -39,6 +49,8 @@ if TYPE_CHECKING:
     from .delivery.log import DeliveryLog
     from .delivery.queue import Queue
     from .otel import OtlpBridge
+    from .policy.live import LivePreferences
+    from .policy.presence import Presence
     from .push.base import Provider
     from .registry.store import DeviceStore
 
@@ -59,10 +71,15 @@ class Hub:
         providers: Mapping[str, Provider] | None = None,
         topic_access: TopicAccessRule | None = None,
         clock: Clock = system_clock,
+        debounce: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         s = self.settings
         self.clock = clock
+        try:  # per event type: {"tasks.changed": {"stream": 1, "push": 60}}, over TIDINGS_DEBOUNCE
+            self.debounce_defaults = {**s.debounce, **parse_defaults(debounce)}
+        except ValidationError as exc:
+            raise ConfigError(f"Hub(debounce=...): {exc}") from exc
         self.bus = bus or create_bus(
             s.bus_url,
             prefix=s.redis_prefix,
@@ -93,6 +110,7 @@ class Hub:
             s.stream_buffer_bytes, s.stream_buffer_events, self.streams.budget, s.stream_send_buffer_bytes
         )
         self._otel: OtlpBridge | None = None
+        self._policy: HubPolicy | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -116,6 +134,7 @@ class Hub:
             devices=self._devices,
             providers=self._providers,
         )
+        await self._start_policy(self.runtime)
         if self.settings.effective_worker_in_process:
             self.runtime.start_background()
         if self.settings.otel_endpoint:
@@ -127,6 +146,7 @@ class Hub:
     async def stop(self) -> None:
         await self.drain(grace=0)
         await self.streams.stop()
+        await self._stop_policy()
         await self.bus.stop()
         if self.runtime is not None:
             await self.runtime.close()
@@ -167,6 +187,18 @@ class Hub:
         return self._started().queue
 
     @property
+    def presence(self) -> Presence:
+        """Who is online on any process: `await hub.presence.status(user)`, `.online_many(users)`."""
+        return self._started().presence
+
+    @property
+    def preferences(self) -> LivePreferences:
+        """Users' delivery preferences; a write reaches every process's open streams at once."""
+        self._started()
+        assert self._policy is not None
+        return self._policy.preferences
+
+    @property
     def verifier(self) -> TokenVerifier:
         if self._verifier is None:
             raise NotStarted("the hub is not started: its token verifier is built at start")
@@ -182,9 +214,15 @@ class Hub:
         to: Audience | Mapping[str, Any],
         occurred_at: datetime | None = None,
         push: Any = None,
+        scope: str | None = None,
+        critical: bool = False,
+        debounce: Any = None,
     ) -> str:
-        """Publish one event; returns its id. InvalidEvent names the bad field."""
+        """Publish one event; returns its id (a debounced one's too: see streams/debounce.py). InvalidEvent
+        names the bad field."""
         event = {"type": type, "data": dict(data or {}), "to": to, "occurred_at": occurred_at, "push": push}
+        policy = {"scope": scope, "critical": critical or None, "debounce": debounce}
+        event.update((k, v) for k, v in policy.items() if v is not None)  # unset: as if not given
         return (await self.publish_many([event]))[0]
 
     async def publish_many(self, events: Sequence[EventIn | Mapping[str, Any]]) -> list[str]:
@@ -210,9 +248,18 @@ class Hub:
         """Assign ids and send validated events. BusUnavailable if the bus cannot take them; PushNotQueued if
         the streams got them but their push jobs could not be queued."""
         now = datetime.fromtimestamp(self.clock(), UTC)
-        ids = await self.bus.publish(
-            [wire.encode_tail(e.type, e.to.channels(), e.public(now)) for e in events]
-        )
+        debounce = self._policy.debounce if self._policy is not None else None
+        if debounce is not None and debounce.applies(events):  # windows first (see streams/debounce.py)
+            ids = await debounce.publish(events, now)
+        else:
+            ids = await self.bus.publish(
+                [
+                    wire.encode_tail(
+                        e.type, e.to.channels(), e.public(now), scope=e.scope, critical=e.critical
+                    )
+                    for e in events
+                ]
+            )
         logging_publishes = log.isEnabledFor(logging.INFO)  # the extra dict per event costs even when dropped
         for event, event_id in zip(events, ids, strict=True):
             metrics.events_published_total.labels(event.type).inc()
@@ -281,7 +328,13 @@ class Hub:
         return conn
 
     async def resume(self, conn: Connection, last_event_id: str) -> None:
-        """Queue what `conn` missed since `last_event_id`, or `event: reset` when the history cannot say."""
+        """Queue what `conn` missed since `last_event_id` (without muted scopes), or `event: reset` when the
+        history cannot say."""
+        policy = self.streams.policy
+        if policy is not None:
+            await policy.ready(conn)  # live events are held meanwhile, then filtered the same way
+            await replay(conn, self.bus, last_event_id, self.clock, lambda e: policy.allows(conn, e))
+            return
         await replay(conn, self.bus, last_event_id, self.clock)
 
     # --- sessions ------------------------------------------------------------------------------------------
@@ -317,6 +370,19 @@ class Hub:
                 lambda c: c.principal.user_id == user_id and (jti is None or c.principal.jti == jti),
                 "revoked",
             )
+        elif envelope.type == "tidings.preferences" and self.streams.policy is not None:
+            self.streams.policy.invalidate(str(envelope.body["user_id"]))
+
+    # --- delivery policy -----------------------------------------------------------------------------------
+
+    async def _start_policy(self, runtime: Runtime) -> None:
+        runtime.debounce_defaults = self.debounce_defaults
+        self._policy = await HubPolicy.start(self, runtime)
+
+    async def _stop_policy(self) -> None:
+        policy, self._policy = self._policy, None
+        if policy is not None:
+            await policy.stop(self)
 
     # --- health --------------------------------------------------------------------------------------------
 

@@ -51,6 +51,11 @@ push_sent_total = Counter(
 push_latency_seconds = Histogram(
     "push_latency_seconds", "Provider round trip", ["provider"], buckets=_LATENCY_BUCKETS
 )
+push_skipped_total = Counter(
+    "push_skipped_total",
+    "Pushes not sent to a user by delivery policy (presence, mute, quiet hours, debounce), by reason",
+    ["reason"],
+)
 push_queue_depth = Gauge("push_queue_depth", "Push jobs waiting", multiprocess_mode="livemax")
 devices_active = Gauge(
     "devices_active", "Active devices, by provider", ["provider"], multiprocess_mode="livemax"

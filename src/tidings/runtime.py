@@ -5,6 +5,11 @@
 The server opens one (embedded mode adds the in-process worker and the pruner), `tidings worker` opens one and
 runs the worker in the foreground, and the CLI opens one for its stores. Any part can be handed in instead
 (`queue=`, `devices=`, `providers=`): tests and host apps inject their own, and what was injected is not closed.
+
+Delivery policy (built on first use, so a CLI command that needs none connects to nothing more): preferences
+and held pushes in the same database, presence and the push debounce windows on the bus's backend (memory in
+embedded mode, Redis otherwise; one shared Redis client), the worker's gate, and the worker side's loops (the
+push debounce flusher and the quiet-hours release), which run wherever the worker runs.
 """
 
 from __future__ import annotations
@@ -19,15 +24,29 @@ from typing import TYPE_CHECKING
 
 from . import db, metrics
 from .clock import Clock, system_clock
-from .config import Settings
+from .config import DebounceDefault, Settings
+from .delivery.coalesce import PolicyLoops
+from .delivery.gate import Gate
 from .delivery.log import DeliveryLog
 from .delivery.queue import PushJob, Queue, create_queue
 from .delivery.runner import RunningWorker, worker_from_settings
 from .errors import BusUnavailable, SchemaNotReady
+from .policy import (
+    DebounceOptions,
+    DebounceStore,
+    Presence,
+    PresenceOptions,
+    create_debounce,
+    create_presence,
+)
+from .policy.held import HeldStore
+from .policy.preferences_store import PreferencesStore
+from .policy.windows import window_of
 from .registry.retire import prune_once
 from .registry.store import DeviceStore
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from .delivery.worker import Worker
@@ -72,6 +91,13 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._gauges_at = float("-inf")
+        self.preferences = PreferencesStore(engine, clock=clock, max_scopes=settings.preferences_max_scopes)
+        self.held = HeldStore(engine, clock=clock, lease_seconds=settings.held_claim_lease_seconds)
+        self.debounce_defaults: Mapping[str, DebounceDefault] = settings.debounce  # the hub adds its own
+        self._presence: Presence | None = None
+        self._push_debounce: DebounceStore | None = None
+        self._policy_redis: Redis | None = None
+        self._loops: PolicyLoops | None = None
 
     @classmethod
     async def open(
@@ -106,6 +132,10 @@ class Runtime:
         if self.worker is not None:
             await self.worker.stop()
             self.worker = None
+        if self._loops is not None:
+            await self._loops.stop()
+            self._loops = None
+        await self._close_policy()
         # Let the pruner finish a query in flight rather than cancel it: a cancelled aiosqlite query leaves its
         # thread running, and that thread keeps the process from exiting.
         self._stopping.set()
@@ -152,12 +182,14 @@ class Runtime:
             clock=self.clock,
             burst=burst,
             handle_signals=handle_signals,
+            gate=self.gate,
         )
 
     def start_background(self) -> None:
-        """Embedded mode: the push worker and the pruner as tasks of this process."""
+        """Embedded mode: the push worker, its policy loops and the pruner as tasks of this process."""
         self.worker = RunningWorker.start(self.build_worker())
         self.start_pruner()
+        self.start_policy_loops()
 
     def start_pruner(self, every: float = PRUNE_INTERVAL) -> None:
         self._tasks.append(asyncio.create_task(self._prune_forever(every), name="tidings-pruner"))
@@ -165,6 +197,7 @@ class Runtime:
     async def run_worker(self, *, burst: bool = False) -> Worker:
         """`tidings worker`: the pruner in the background, the worker in the foreground (SIGTERM stops it)."""
         self.start_pruner()
+        self.start_policy_loops()
         worker = self.build_worker(burst=burst, handle_signals=True)
         log.info("worker %s started on %s", worker.consumer, self.queue)
         await worker.run()
@@ -203,8 +236,94 @@ class Runtime:
                     audience=event.to.model_dump(),
                     spec=event.push.model_dump(exclude_none=True),
                     data=event.data,
+                    policy=self._job_policy(event),
                 )
             )
+
+    def _job_policy(self, event: EventIn) -> dict[str, object] | None:
+        """What the worker's gate needs beyond the spec: scope, critical, the push debounce window."""
+        policy: dict[str, object] = {}
+        if event.scope is not None:
+            policy["scope"] = event.scope
+        if event.critical:
+            policy["critical"] = True
+        window = window_of(event, self.debounce_defaults, "push")
+        if window is not None:
+            policy["debounce"] = window.as_policy()
+        return policy or None
+
+    # --- delivery policy ---------------------------------------------------------------------------------
+
+    def _redis(self) -> Redis:
+        if self._policy_redis is None:
+            from redis.asyncio import Redis
+
+            self._policy_redis = Redis.from_url(
+                self.settings.bus_url, socket_timeout=5, socket_connect_timeout=3, decode_responses=False
+            )
+        return self._policy_redis
+
+    @property
+    def presence(self) -> Presence:
+        """Who is online: memory in embedded mode, Redis heartbeats across processes otherwise. Serving
+        processes `start()` it (the hub does); a worker only asks."""
+        if self._presence is None:
+            s = self.settings
+            self._presence = create_presence(
+                s.bus_url,
+                prefix=s.redis_prefix,
+                options=PresenceOptions.from_settings(s, self.clock),
+                client=self._redis() if s.uses_redis else None,
+            )
+        return self._presence
+
+    def debounce_store(self, transport: str) -> DebounceStore:
+        """A debounce window store (`stream` or `push`: separate keys, separate flushers)."""
+        s = self.settings
+        return create_debounce(
+            s.bus_url,
+            prefix=f"{s.redis_prefix}:{transport}",
+            options=DebounceOptions.from_settings(s, self.clock),
+            client=self._redis() if s.uses_redis else None,
+        )
+
+    @property
+    def gate(self) -> Gate:
+        if self._push_debounce is None:
+            self._push_debounce = self.debounce_store("push")
+        return Gate(
+            preferences=self.preferences,
+            presence=self.presence,
+            held=self.held,
+            debounce=self._push_debounce,
+            queue=self.queue,
+            log=self.deliveries,
+            clock=self.clock,
+        )
+
+    def start_policy_loops(self) -> None:
+        """The push debounce flusher and the quiet-hours release, beside the worker (once per runtime)."""
+        if self._loops is None:
+            gate = self.gate
+            s = self.settings
+            self._loops = PolicyLoops(
+                gate.coalescer,
+                gate.debounce,
+                poll_seconds=s.debounce_poll_seconds,
+                held_poll=s.held_poll_seconds,
+            )
+            self._loops.start()
+
+    async def _close_policy(self) -> None:
+        if self._presence is not None:
+            await self._presence.stop()  # withdraws this process's streams (if it ever started)
+            self._presence = None
+        if self._push_debounce is not None:
+            await self._push_debounce.close()
+            self._push_debounce = None
+        if self._policy_redis is not None:
+            await self._policy_redis.aclose()
+            self._policy_redis = None
 
     async def refresh_gauges(self) -> None:
         """Update the gauges that need a query, at most once a minute however often /metrics is scraped."""

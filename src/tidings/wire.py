@@ -2,9 +2,14 @@
 
 A bus message is `<id>\\n<type>\\n<channels>\\n<json>`: `<json>` is the public event without its id (the bus
 assigns the id atomically with the event's position in the order); `<channels>` names the audience, space
-separated: `u:<user>`, `r:<role>`, `t:<topic>` and `*` (broadcast). Publishers encode the tail (everything but
-the id) once; each process turns a message into its SSE frame once (`Envelope`) and writes those same bytes to
-every recipient.
+separated: `u:<user>`, `r:<role>`, `t:<topic>` and `*` (broadcast); an empty line is an event addressed to
+nobody (a debounced event recorded on the bus, see streams/debounce.py). Publishers encode the tail
+(everything but the id) once; each process turns a message into its SSE frame once (`Envelope`) and writes
+those same bytes to every recipient.
+
+The type line may carry the event's delivery policy after the type, space separated: its scope when it is not
+the type (`message.new conversation:42`) and `!` when it is critical. Routers filter muted scopes by these
+without parsing the JSON; a line without a space (every event without policy) costs one byte search.
 
 SSE framing follows the WHATWG EventSource rules: one `data:` line per line of text, `id:`/`event:` values
 without line breaks or NUL, a blank line ending each frame; comments (`:...`) keep proxies from timing out.
@@ -100,14 +105,27 @@ def http_chunk(data: bytes) -> bytes:
 # --- the bus message codec ----------------------------------------------------------------------------------
 
 
-def encode_tail(event_type: str, channels: Sequence[str], public: dict[str, object]) -> bytes:
+def encode_tail(
+    event_type: str,
+    channels: Sequence[str],
+    public: dict[str, object],
+    *,
+    scope: str | None = None,
+    critical: bool = False,
+) -> bytes:
     """`<type>\\n<channels>\\n<json>`: all of a bus message but the id, encoded once at publish."""
-    return b"%s\n%s\n%s" % (event_type.encode(), " ".join(channels).encode(), orjson.dumps(public))
+    head = event_type
+    if scope is not None and scope != event_type:
+        head += " " + scope
+    if critical:
+        head += " !"
+    return b"%s\n%s\n%s" % (head.encode(), " ".join(channels).encode(), orjson.dumps(public))
 
 
 def tail_channels(tail: bytes) -> list[str]:
-    """The channels of a message tail."""
-    return tail.split(b"\n", 2)[1].decode().split(" ")
+    """The channels of a message tail (none for an event addressed to nobody)."""
+    line = tail.split(b"\n", 2)[1]
+    return line.decode().split(" ") if line else []
 
 
 def with_id(event_id: str | bytes, tail: bytes) -> bytes:
@@ -150,19 +168,32 @@ class Envelope:
     chunk: bytes  # the frame as one HTTP/1.1 chunk, for streams written straight to their socket
     message: bytes
     received_at: float
+    scope: str = ""  # what preferences mute it by: the event's scope, else its type
+    critical: bool = False  # goes through mutes
 
     @classmethod
     def parse(cls, message: bytes, clock: Clock) -> Envelope:
-        event_id, event_type, channels, public = message.split(b"\n", 3)
-        frame = event_frame(event_id, event_type, public)
+        event_id, head, channels, public = message.split(b"\n", 3)
+        scope, critical = None, False
+        if b" " in head:  # policy marks after the type (see the module docstring)
+            head, *marks = head.split(b" ")
+            for mark in marks:
+                if mark == b"!":
+                    critical = True
+                elif mark:
+                    scope = mark.decode()
+        event_type = head.decode()
+        frame = event_frame(event_id, head, public)
         return cls(
             event_id.decode(),
-            event_type.decode(),
+            event_type,
             tuple(channels.decode().split(" ")),
             frame,
             http_chunk(frame),
             message,
             clock(),
+            scope or event_type,
+            critical,
         )
 
     @property

@@ -26,7 +26,9 @@ from .openapi import stream_docs
 from .shutdown import drain_on_signals
 from .stream import StreamEndpoint
 
-FEATURE_ROUTERS = ("publish", "sessions", "health", "devices", "deliveries", "webpush")
+FEATURE_ROUTERS = (
+    "publish", "sessions", "health", "devices", "deliveries", "webpush", "preferences", "presence",
+)  # fmt: skip
 
 
 def stream_endpoints(hub: Hub) -> dict[str, StreamEndpoint]:

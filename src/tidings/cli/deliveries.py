@@ -1,5 +1,10 @@
 """`tidings deliveries --event ID [--user U]`: what happened to each device for an event or a user.
 
+With `--event`, the rows read as the event's story, oldest first: each push attempt per device, and each
+decision of the delivery policy per user — skipped (presence, push_off, scope_push_off, muted,
+quiet_hours_drop), held (quiet_hours; until when), merged (debounced; into which event), released
+(quiet_hours_released) — and, when the push that carried it belongs to another event, where to look next.
+
 `tidings deliveries --dead` lists the push queue's dead letters instead: jobs given up on, with the reason;
 `--requeue-dead` puts them back (attempt 1) once the cause is fixed.
 """
@@ -8,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime
 
 import typer
@@ -54,8 +60,22 @@ def deliveries(
             + (f" for user {user}" if user else "")
         )
         return
+    if event is not None:  # a story reads forwards (the log answers newest first, ties by insertion)
+        rows = rows[::-1]
     for line in format_rows(rows):
         typer.echo(line)
+    if event is not None:
+        for other in carried_by(rows, event):
+            typer.echo(f"-> pushed as part of event {other}: tidings deliveries --event {other}")
+
+
+_INTO = re.compile(r"\binto (\d+-\d+)\b")
+
+
+def carried_by(rows: list[DeliveryRecord], event: str) -> list[str]:
+    """The events whose push carried this one (merged into / coalesced into), in order of appearance."""
+    found = (m.group(1) for r in rows if (m := _INTO.search(r.reason)) is not None)
+    return [other for other in dict.fromkeys(found) if other != event]
 
 
 async def _query(settings: Settings, event: str | None, user: str | None, limit: int) -> list[DeliveryRecord]:

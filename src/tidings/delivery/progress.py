@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from tidings.delivery.dispatch import Attempt, DeviceLike
+from tidings.delivery.queue import Lease, Queue
 from tidings.push.base import Outcome, Result
 
 logger = logging.getLogger("tidings.delivery")
@@ -72,6 +74,32 @@ def split_answered(
         else:
             recovered.append(attempt)
     return left, recovered
+
+
+async def recover(
+    queue: Queue, lease: Lease, devices: list[DeviceLike], counters: Counter[str]
+) -> tuple[list[DeviceLike], list[Attempt]]:
+    """For a reclaimed entry: the devices still to send to, and the answers checkpointed for the others."""
+    if lease.deliveries == 1 or not devices:
+        return devices, []
+    answered = await queue.answered(lease)
+    if not answered:
+        return devices, []
+    left, recovered = split_answered(devices, answered)
+    counters["checkpoint.skipped"] += len(recovered)
+    logger.info("job %s redelivered: %d device(s) already answered", lease.job.event_id, len(recovered))
+    return left, recovered
+
+
+async def checkpoint(queue: Queue, lease: Lease, batch: Sequence[Attempt], counters: Counter[str]) -> None:
+    """Record a batch of final answers on the lease (a failure costs duplicates only if this worker dies)."""
+    try:
+        await queue.checkpoint(lease, {a.device.id: record_of(a) for a in batch})
+    except Exception:
+        counters["checkpoint.errors"] += 1
+        logger.warning("checkpointing job %s failed", lease.job.event_id, exc_info=True)
+        return
+    counters["checkpoint.writes"] += 1
 
 
 class Progress:

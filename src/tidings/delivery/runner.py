@@ -17,6 +17,7 @@ from ..config import Settings
 from ..push.base import Provider
 from .bookkeeping import DeliveryRecorder
 from .dispatch import DeviceSource
+from .gate import Gate
 from .queue import Queue
 from .worker import Worker
 
@@ -31,6 +32,7 @@ def worker_from_settings(
     clock: Clock = system_clock,
     burst: bool = False,
     handle_signals: bool = False,
+    gate: Gate | None = None,
 ) -> Worker:
     return Worker(
         queue=queue,
@@ -46,6 +48,7 @@ def worker_from_settings(
         grace_seconds=settings.shutdown_grace_seconds,
         poll_seconds=min(1.0, settings.push_visibility_timeout / 2),
         handle_signals=handle_signals,
+        gate=gate,
     )
 
 

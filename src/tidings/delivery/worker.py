@@ -36,7 +36,9 @@ from tidings import metrics
 from tidings.delivery import report
 from tidings.delivery.bookkeeping import DeliveryRecorder, GroupWriter
 from tidings.delivery.dispatch import Attempt, DeviceLike, DeviceSource, Dispatcher
-from tidings.delivery.progress import Progress, record_of, split_answered
+from tidings.delivery.gate import Gate
+from tidings.delivery.log import DeliveryRecord
+from tidings.delivery.progress import Progress, checkpoint, recover
 from tidings.delivery.queue import Lease, PushJob, Queue
 from tidings.delivery.retry import RetryPolicy, is_quota
 from tidings.events import PushSpec
@@ -69,8 +71,10 @@ class Worker:
         handle_signals: bool = False,
         checkpoint_every: int = 64,
         checkpoint_seconds: float = 1.0,
+        gate: Gate | None = None,
     ) -> None:
         self.queue = queue
+        self.gate = gate  # delivery policy (presence, preferences, quiet hours, debounce); None: send to all
         self.log = log
         self.clock = clock
         self.burst = burst
@@ -299,15 +303,19 @@ class Worker:
             logger.exception("looking up devices for job %s failed", job.event_id)
             await self._retry_or_bury(lease, job, f"device lookup failed: {type(exc).__name__}: {exc}", None)
             return
+        policy_rows: list[DeliveryRecord] = []
+        if self.gate is not None and devices and job.device_ids is None:  # a retry was decided already
+            screened = await self.gate.screen(job, spec, devices)
+            job, spec, devices, policy_rows = screened.job, screened.spec, screened.devices, screened.rows
         if not devices:
-            if recovered:  # answered before the worker died is not "nobody to send to"
-                await self._book(job, recovered)
+            if recovered or policy_rows:  # answered before the worker died is not "nobody to send to"
+                await self._book(job, recovered, policy_rows)
             else:
                 await self.writer.write((), [report.nobody_row(job, self.clock())])
             await self.queue.ack(lease)
             self.counters["jobs.complete"] += 1
             return
-        attempts = await self._send(lease, spec, devices, recovered)
+        attempts = await self._send(lease, spec, devices, recovered, policy_rows)
         retry = [a for a in attempts if a.result.outcome is Outcome.retry_later]
         if not retry:
             await self.queue.ack(lease)
@@ -320,23 +328,22 @@ class Worker:
     async def _targets(self, lease: Lease) -> tuple[list[DeviceLike], list[Attempt]]:
         """The devices to send to, and the answers an earlier delivery of the entry checkpointed for others."""
         devices = await self.dispatcher.resolve(lease.job)
-        if lease.deliveries == 1 or not devices:
-            return devices, []
-        answered = await self.queue.answered(lease)
-        if not answered:
-            return devices, []
-        left, recovered = split_answered(devices, answered)
-        self.counters["checkpoint.skipped"] += len(recovered)
-        logger.info("job %s redelivered: %d device(s) already answered", lease.job.event_id, len(recovered))
-        return left, recovered
+        return await recover(self.queue, lease, devices, self.counters)
 
     async def _send(
-        self, lease: Lease, spec: PushSpec, devices: list[DeviceLike], recovered: list[Attempt]
+        self,
+        lease: Lease,
+        spec: PushSpec,
+        devices: list[DeviceLike],
+        recovered: list[Attempt],
+        policy_rows: Sequence[DeliveryRecord] = (),
     ) -> list[Attempt]:
         """Send, checkpointing answers as they arrive; then book them all (and the recovered ones) at once."""
         job = lease.job
         progress = Progress(
-            lambda batch: self._checkpoint(lease, batch), [d.id for d in devices], every=self.checkpoint_every
+            lambda batch: checkpoint(self.queue, lease, batch, self.counters),
+            [d.id for d in devices],
+            every=self.checkpoint_every,
         )
         progress.answers.extend(recovered)
         self._progress[lease.id] = progress
@@ -348,24 +355,19 @@ class Worker:
         self.dispatcher.alert_credentials(attempts)
         report.count(self.counters, attempts)
         progress.booked = True
-        await self._book(job, progress.answers)  # the recovered answers, then every answer of this delivery
+        await self._book(
+            job, progress.answers, policy_rows
+        )  # recovered answers, then every answer of this one
         return attempts
 
-    async def _book(self, job: PushJob, attempts: Sequence[Attempt]) -> None:
-        """The bookkeeping of answers: dead tokens disabled, log rows and last_used_at written (group commit)."""
+    async def _book(
+        self, job: PushJob, attempts: Sequence[Attempt], policy_rows: Sequence[DeliveryRecord] = ()
+    ) -> None:
+        """The bookkeeping of answers: dead tokens disabled, log rows (the policy's skips first) and last_used_at
+        written in one group commit."""
         await self.dispatcher.disable_dead(attempts)
         delivered = [a.device.id for a in attempts if a.result.outcome is Outcome.delivered]
-        await self.writer.write(delivered, report.attempt_rows(job, attempts, self.clock()))
-
-    async def _checkpoint(self, lease: Lease, batch: Sequence[Attempt]) -> None:
-        """Record a batch of final answers on the lease (a failure costs duplicates only if this worker dies)."""
-        try:
-            await self.queue.checkpoint(lease, {a.device.id: record_of(a) for a in batch})
-        except Exception:
-            self.counters["checkpoint.errors"] += 1
-            logger.warning("checkpointing job %s failed", lease.job.event_id, exc_info=True)
-            return
-        self.counters["checkpoint.writes"] += 1
+        await self.writer.write(delivered, [*policy_rows, *report.attempt_rows(job, attempts, self.clock())])
 
     async def _retry_or_bury(
         self, lease: Lease, job: PushJob, reason: str, retry: Sequence[Attempt] | None

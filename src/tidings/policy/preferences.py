@@ -43,7 +43,6 @@ from pydantic import (
     PlainSerializer,
     PrivateAttr,
     StrictBool,
-    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -51,6 +50,7 @@ from pydantic import (
 )
 
 from tidings.errors import InvalidPreferences
+from tidings.events import SCOPE_PATTERN, ScopeName  # one definition: events name the scopes users mute
 
 __all__ = [
     "MAX_SCOPES",
@@ -69,13 +69,11 @@ __all__ = [
 ]
 
 MAX_SCOPES = 256
-SCOPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,127}$"
 _SCOPE_RE = re.compile(SCOPE_PATTERN)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = datetime.weekday()
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-ScopeName = Annotated[str, StringConstraints(pattern=SCOPE_PATTERN)]
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:

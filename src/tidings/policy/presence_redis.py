@@ -146,6 +146,7 @@ class RedisPresence(Presence):
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._joined = False  # a heartbeat was sent: this process counts in the cluster and must leave it
         self._ttl_ms = _ms(self._options.ttl)
         # A dead process's hash must outlive its reaping (10,000 users at 500 a beat: 20 beats of one survivor,
         # 60 s); the ttl frees it when no process survives to reap it.
@@ -223,6 +224,11 @@ class RedisPresence(Presence):
         self._task = asyncio.create_task(self._run(), name=f"presence-{self.process_id}")
 
     async def stop(self) -> None:
+        if not self._joined:  # only ever asked (a worker process): nothing of ours to withdraw
+            if self._owns_client:
+                await self._redis.aclose()
+            return
+        self._joined = False
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -268,6 +274,7 @@ class RedisPresence(Presence):
 
     async def _beat(self) -> None:
         opts = self._options
+        self._joined = True  # before the call: a beat that reached Redis but timed out counts too
         with redis_errors("presence heartbeat failed"):
             stale, _reaped = await self._heartbeat(
                 keys=[self.procs_key, self.own_key, self.seen_key],

@@ -34,13 +34,20 @@ def _id_key(key: str) -> bool:
 def custom_data(note: Notification) -> dict[str, Any]:
     """The app-visible keys of every payload."""
     out: dict[str, Any] = {"type": note.event_type, "event_id": note.event_id}
-    if note.spec.data:
-        out.update(note.spec.data)
-    else:
-        for key, value in note.data.items():
-            if _id_key(key) and (value is None or isinstance(value, str | int | float | bool)):
-                out[key] = value
+    out.update(push_data(note.spec, note.data))
     return out
+
+
+def push_data(spec: PushSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys a push carries beside type and event id: the spec's `data` when given, else the event data's
+    top-level scalars named `id` or `*_id`."""
+    if spec.data:
+        return dict(spec.data)
+    return {
+        key: value
+        for key, value in data.items()
+        if _id_key(key) and (value is None or isinstance(value, str | int | float | bool))
+    }
 
 
 def fcm_data(note: Notification) -> dict[str, str]:
@@ -73,6 +80,8 @@ def aps(note: Notification) -> dict[str, Any]:
         out["sound"] = spec.sound
     if spec.thread_id:
         out["thread-id"] = spec.thread_id
+    if spec.interruption_level:  # "time-sensitive" for critical events: breaks through Focus modes
+        out["interruption-level"] = spec.interruption_level
     return out
 
 
@@ -201,3 +210,37 @@ def ensure_push_fits(spec: PushSpec, event_type: str, data: Mapping[str, Any]) -
                 f"the push payload is {size} bytes for {provider}, over its limit of {limit} bytes; "
                 "send ids and let the app fetch the content"
             )
+
+
+# --- coalesced pushes (debounce windows, quiet-hours releases) ---------------------------------------------
+
+MAX_COLLAPSE_ID = 64  # apns-collapse-id's limit in bytes
+
+
+def collapse_id(key: str) -> str:
+    """A collapse key for a debounce key or scope: the key itself when short enough, else a stable hash."""
+    if len(key.encode()) <= MAX_COLLAPSE_ID:
+        return key
+    return "h:" + base64.urlsafe_b64encode(hashlib.sha256(key.encode()).digest()).decode().rstrip("=")
+
+
+def fit_push(spec: PushSpec, event_type: str, data: Mapping[str, Any]) -> PushSpec:
+    """`spec` cut down until its payload fits every provider: the longest list in its `data` loses its
+    oldest half at a time, then the `coalesced` count goes. A merged push can outgrow what was checked at
+    publish; this keeps the newest ids rather than losing the push. ValueError if nothing helps."""
+    while True:
+        try:
+            ensure_push_fits(spec, event_type, data)
+            return spec
+        except ValueError:
+            lists = {k: v for k, v in spec.data.items() if isinstance(v, list) and v}
+            if lists:
+                name = max(lists, key=lambda k: len(orjson.dumps(lists[k])))
+                cut = lists[name][len(lists[name]) // 2 :] if len(lists[name]) > 1 else []
+                spec = spec.model_copy(update={"data": {**spec.data, name: cut}})
+            elif "coalesced" in spec.data:
+                spec = spec.model_copy(
+                    update={"data": {k: v for k, v in spec.data.items() if k != "coalesced"}}
+                )
+            else:
+                raise

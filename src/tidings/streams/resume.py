@@ -8,6 +8,8 @@ exact. When the history cannot cover the gap (too old, trimmed, unknown id, brok
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..bus import Bus
 from ..clock import Clock
 from ..errors import BusUnavailable
@@ -15,8 +17,15 @@ from ..wire import Envelope, reset_frame
 from .connection import Connection
 
 
-async def replay(conn: Connection, bus: Bus, last_event_id: str, clock: Clock) -> None:
-    """Queue on `conn` the events after `last_event_id` on its channels, or a reset."""
+async def replay(
+    conn: Connection,
+    bus: Bus,
+    last_event_id: str,
+    clock: Clock,
+    allow: Callable[[Envelope], bool] | None = None,
+) -> None:
+    """Queue on `conn` the events after `last_event_id` on its channels, or a reset; `allow` filters the
+    replayed events (muted scopes: live events were filtered by the router already)."""
     try:
         messages = await bus.history(last_event_id, conn.channels)
     except BusUnavailable:
@@ -25,4 +34,7 @@ async def replay(conn: Connection, bus: Bus, last_event_id: str, clock: Clock) -
         conn.send_comment(reset_frame())
         conn.finish_replay((), None)
     else:
-        conn.finish_replay((Envelope.parse(m, clock) for m in messages), last_event_id)
+        replayed = (Envelope.parse(m, clock) for m in messages)
+        if allow is not None:
+            replayed = (envelope for envelope in replayed if allow(envelope))
+        conn.finish_replay(replayed, last_event_id)

@@ -15,12 +15,16 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
 from .. import metrics
 from ..clock import Clock
 from ..wire import KEEPALIVE, Envelope
 from .budget import StreamBudget, release_free_memory
 from .connection import Connection
+
+if TYPE_CHECKING:
+    from .mutes import StreamPolicy
 
 log = logging.getLogger("tidings.streams")
 
@@ -54,6 +58,8 @@ class Router:
         self.budget = StreamBudget(max_buffered_bytes, clock)
         self.trims = 0
         self._total_at_trim = 0
+        # Presence reports and the muted-scope filter (streams/mutes.py), set by the hub at start.
+        self.policy: StreamPolicy | None = None
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._sessions.values())
@@ -69,6 +75,8 @@ class Router:
         session = self._sessions.setdefault((conn.endpoint, conn.principal.user_id), deque())
         session.append(conn)
         self._empty.clear()
+        if self.policy is not None:
+            self.policy.added(conn)
         while limit and len([c for c in session if not c.closed]) > limit:
             oldest = next(c for c in session if not c.closed)
             oldest.close("replaced")
@@ -83,11 +91,12 @@ class Router:
                     del self._index[channel]
         key = (conn.endpoint, conn.principal.user_id)
         session = self._sessions.get(key)
-        if session is not None:
-            with suppress(ValueError):
-                session.remove(conn)
+        if session is not None and conn in session:
+            session.remove(conn)
             if not session:
                 del self._sessions[key]
+            if self.policy is not None:  # once per stream: a second remove() finds it gone
+                self.policy.removed(conn)
         if not self._sessions:
             self._empty.set()
 
@@ -98,6 +107,9 @@ class Router:
             recipients: set[Connection] = self._index.get(channels[0], set())
         else:
             recipients = set().union(*(self._index.get(channel, ()) for channel in channels))
+        policy = self.policy
+        if policy is not None and policy.active:  # something muted or loading here (else: no cost)
+            recipients = policy.screen(envelope, recipients)
         for conn in recipients:
             conn.push(envelope)
         metrics.observe_routed(envelope, len(recipients))

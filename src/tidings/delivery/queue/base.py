@@ -35,19 +35,23 @@ class PushJob:
     data: Mapping[str, Any]  # the event's data
     attempt: int = 1
     device_ids: tuple[str, ...] | None = None  # a retry targets only the devices that asked to be retried
+    # Delivery policy (scope, critical, debounce window, released/merged counts): tidings.delivery.gate reads
+    # it; None for a job without any, which the gate passes through untouched.
+    policy: Mapping[str, Any] | None = None
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "event_id": self.event_id,
-                "event_type": self.event_type,
-                "audience": self.audience,
-                "spec": self.spec,
-                "data": self.data,
-                "attempt": self.attempt,
-                "device_ids": list(self.device_ids) if self.device_ids is not None else None,
-            }
-        )
+        body = {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "audience": self.audience,
+            "spec": self.spec,
+            "data": self.data,
+            "attempt": self.attempt,
+            "device_ids": list(self.device_ids) if self.device_ids is not None else None,
+        }
+        if self.policy:
+            body["policy"] = self.policy
+        return orjson.dumps(body)
 
     @classmethod
     def from_bytes(cls, raw: bytes | str) -> PushJob:
@@ -61,12 +65,20 @@ class PushJob:
             data=obj.get("data") or {},
             attempt=int(obj.get("attempt", 1)),
             device_ids=tuple(str(i) for i in ids) if ids is not None else None,
+            policy=obj.get("policy") or None,
         )
 
     def next_attempt(self, device_ids: tuple[str, ...] | None) -> PushJob:
         """The job a retry enqueues: the next attempt number, narrowed to the devices that asked for it."""
         return PushJob(
-            self.event_id, self.event_type, self.audience, self.spec, self.data, self.attempt + 1, device_ids
+            self.event_id,
+            self.event_type,
+            self.audience,
+            self.spec,
+            self.data,
+            self.attempt + 1,
+            device_ids,
+            self.policy,
         )
 
 

@@ -1,0 +1,90 @@
+"""The hub's delivery-policy parts, built at start from the runtime and stopped with the hub.
+
+- presence: this process's streams count cluster-wide (the router reports opens and closes);
+- the router's mute filter (`streams/mutes.py`), fed by the preferences store and told of changes by the
+  bus's control message `tidings.preferences`;
+- `hub.preferences` (`policy/live.py`): writes publish that control message;
+- the stream debounce (`streams/debounce.py`) and its flusher, which runs in every serving process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import wire
+from .errors import BusUnavailable
+from .policy.live import LivePreferences
+from .streams.debounce import StreamDebounce
+from .streams.mutes import StreamPolicy
+
+if TYPE_CHECKING:
+    from .hub import Hub
+    from .policy.presence import Presence
+    from .runtime import Runtime
+
+log = logging.getLogger("tidings.hub")
+
+
+@dataclass
+class HubPolicy:
+    preferences: LivePreferences
+    debounce: StreamDebounce
+    _joining: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @classmethod
+    async def start(cls, hub: Hub, runtime: Runtime) -> HubPolicy:
+        presence = runtime.presence
+        streams = StreamPolicy(
+            clock=hub.clock,
+            presence=presence,
+            load=runtime.preferences.get_many,
+            hold_limit=hub.settings.stream_buffer_events,
+        )
+        hub.streams.policy = streams
+        joining = None
+        try:
+            await presence.start()
+        except BusUnavailable as exc:  # like the bus: start anyway, keep trying in the background
+            log.warning("presence: %s; retrying in the background", exc)
+            joining = asyncio.create_task(_join_eventually(presence), name="tidings-presence-join")
+        await streams.start()
+
+        async def changed(user_id: str) -> None:
+            await hub.bus.publish([wire.control_message("preferences", {"user_id": user_id})])
+
+        debounce = StreamDebounce(
+            runtime.debounce_store("stream"),
+            defaults=hub.debounce_defaults,
+            publish=hub.bus.publish,
+            clock=hub.clock,
+            poll_seconds=hub.settings.debounce_poll_seconds,
+        )
+        await debounce.start()
+        return cls(LivePreferences(runtime.preferences, runtime.held, changed), debounce, joining)
+
+    async def stop(self, hub: Hub) -> None:
+        if self._joining is not None:
+            self._joining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._joining
+        await self.debounce.stop()
+        if hub.streams.policy is not None:
+            await hub.streams.policy.stop()
+            hub.streams.policy = None  # presence itself is withdrawn by the runtime when it closes
+
+
+async def _join_eventually(presence: Presence) -> None:
+    delay = 0.5
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            await presence.start()
+        except BusUnavailable:
+            delay = min(delay * 2, 10.0)
+            continue
+        log.info("presence: joined the cluster")
+        return
