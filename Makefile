@@ -22,6 +22,7 @@ services:
 
 test: $(STAMP) services
 	bash scripts/peers.sh
+	bash scripts/browser.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP) services

@@ -233,10 +233,15 @@ class ServerProcess:
     """`python -m tidings serve` in a subprocess, for signals, workers and cross-process delivery."""
 
     def __init__(
-        self, env: dict[str, str], data_dir: Path, *args: str, preexec_fn: Callable[[], None] | None = None
+        self,
+        env: dict[str, str],
+        data_dir: Path,
+        *args: str,
+        preexec_fn: Callable[[], None] | None = None,
+        port: int | None = None,
     ) -> None:
         self.preexec_fn = preexec_fn  # runs in the child before exec (e.g. a lower open-files limit)
-        self.port = free_port()
+        self.port = port or free_port()  # a restarted server takes its predecessor's port
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / f"server-{self.port}.log"
         self.env = {

@@ -51,6 +51,8 @@ def test_policy_fields_default_to_nothing() -> None:
         ({**GOOD, "push": {"mode": "alert", "title": "x", "when": "later"}}, ("push", "when")),
         ({**GOOD, "debounce": {"stream": -1}}, ("debounce", "stream")),
         ({**GOOD, "debounce": {"push": 86_401}}, ("debounce", "push")),
+        ({**GOOD, "debounce": {"stream": 1e-45}}, ("debounce", "stream")),  # rounds to no window at all
+        ({**GOOD, "debounce": {"max_wait": 0.0004}}, ("debounce", "max_wait")),
         ({**GOOD, "debounce": {"every": 1}}, ("debounce", "every")),
         ({**GOOD, "push": {"mode": "silent", "data": {"ids": list(range(101))}}}, ("push", "data")),
     ],

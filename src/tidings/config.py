@@ -10,6 +10,7 @@ import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -112,6 +113,15 @@ class Settings(BaseSettings):
     stream_min_token_seconds: float = Field(5, ge=0)
     docs_enabled: bool | None = None  # /docs and /openapi.json; default: on in development, off in production
     metrics_token: str = ""  # when set, GET /metrics needs `Authorization: Bearer <token>`
+
+    # --- browser clients, CORS and the dashboard (README "Browser") ------------------------------------------
+    # Exact origins (scheme://host[:port]) that may call the stream, device, ticket and push-key routes from
+    # another origin, with credentials. Others get no CORS headers at all (the browser blocks them); never `*`.
+    cors_origins: CsvList = Field(default_factory=list)
+    # A stream ticket (POST /v1/stream-tickets, for `?ticket=`) is valid once, within this many seconds.
+    stream_ticket_seconds: float = Field(60, gt=0, le=600)
+    dashboard: bool = True  # /dashboard; inert without an admin token (every data route checks it)
+    dashboard_stats_seconds: float = Field(2, gt=0, le=3600)  # the admin feed's `stats` frame period
 
     # --- events --------------------------------------------------------------------------------------------
     max_data_bytes: int = Field(4096, ge=64)
@@ -219,10 +229,17 @@ class Settings(BaseSettings):
     # the bus, push windows by (user, scope) in the worker. `Hub(debounce=...)` adds to (and wins over) these.
     debounce: dict[EventType, DebounceDefault] = Field(default_factory=dict)
 
-    @field_validator("jwt_algorithms", "webpush_allowed_hosts", "webpush_http_hosts", mode="before")
+    @field_validator(
+        "jwt_algorithms", "webpush_allowed_hosts", "webpush_http_hosts", "cors_origins", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: list[str]) -> list[str]:
+        return [_origin(item) for item in value]
 
     @field_validator("bus_url")
     @classmethod
@@ -293,6 +310,24 @@ class Settings(BaseSettings):
     @property
     def effective_worker_in_process(self) -> bool:
         return (not self.uses_redis) if self.worker_in_process is None else self.worker_in_process
+
+
+def _origin(value: str) -> str:
+    """An origin as browsers send it in `Origin`: lower-case scheme and host, a port only when not the default."""
+    if value.strip() == "*" or "*" in value:
+        raise ValueError("list exact origins: a wildcard is never combined with credentials")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError(f"{value!r} is not an origin (scheme://host[:port], without a path)")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{value!r} is not an origin (scheme://host[:port], without a path)")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{value!r}: {exc}") from None
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 def _usable_memory() -> int:

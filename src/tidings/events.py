@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -103,7 +104,14 @@ class PushSpec(BaseModel):
         return self
 
 
-Window = Annotated[float, Field(ge=0, le=MAX_WINDOW)]
+def _whole_ms(seconds: float) -> float:
+    # Windows are kept in whole milliseconds: a nonzero window shorter than that would round to none at all.
+    if 0 < seconds < 0.001:
+        raise ValueError("a debounce window is 0 (off) or at least 0.001 s")
+    return seconds
+
+
+Window = Annotated[float, Field(ge=0, le=MAX_WINDOW), AfterValidator(_whole_ms)]
 
 
 class DebounceSpec(BaseModel):

@@ -1,6 +1,7 @@
 """The one composition root: everything a process runs beyond streams, built from Settings in one place.
 
     database engine → device store, delivery log → push queue → providers → worker → periodic pruning
+    stream tickets (tickets.py: Redis with a Redis bus, else memory)
 
 The server opens one (embedded mode adds the in-process worker and the pruner), `tidings worker` opens one and
 runs the worker in the foreground, and the CLI opens one for its stores. Any part can be handed in instead
@@ -44,6 +45,7 @@ from .policy.preferences_store import PreferencesStore
 from .policy.windows import window_of
 from .registry.retire import prune_once
 from .registry.store import DeviceStore
+from .tickets import TicketStore, create_ticket_store
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -83,6 +85,7 @@ class Runtime:
             engine, clock=clock, retention_days=settings.delivery_log_retention_days
         )
         self.queue = queue
+        self.tickets: TicketStore = create_ticket_store(settings, clock=clock)
         self.worker: RunningWorker | None = None
         self._providers = dict(providers) if providers is not None else None
         self._owned_providers = providers is None
@@ -154,6 +157,7 @@ class Runtime:
                     await provider.aclose()
         if self._owned_queue:
             await self.queue.close()
+        await self.tickets.close()
         if self._owned_engine:
             await self.engine.dispose()
 

@@ -68,7 +68,8 @@ def test_every_error_answer_is_documented_with_the_shared_error_body(document: d
 def test_the_streams_and_their_credentials_are_documented(document: dict[str, Any]) -> None:
     stream = document["paths"]["/v1/events"]["get"]
     assert "text/event-stream" in stream["responses"]["200"]["content"]
-    assert {p["name"] for p in stream["parameters"]} == {"topics", "last_event_id", "token", "Last-Event-ID"}
+    names = {p["name"] for p in stream["parameters"]}
+    assert names == {"topics", "last_event_id", "token", "ticket", "Last-Event-ID"}
     assert set(document["components"]["securitySchemes"]) == {"user", "publisher", "metrics"}
     assert document["paths"]["/v1/publish"]["post"]["security"] == [{"publisher": []}]
 

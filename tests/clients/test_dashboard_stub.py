@@ -38,7 +38,7 @@ class _Assets(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         for name, value in attrs:
-            if name in ("href", "src") and value:
+            if name in ("href", "src") and value and not value.startswith("data:"):
                 self.urls.append(value)
 
 

@@ -100,6 +100,7 @@ _STREAM_ANSWERS: dict[int | str, dict[str, Any]] = {
 STREAMS = {
     "/v1/events": "The caller's events: to its user id, its roles, the topics it asks for, and broadcasts",
     "/v1/admin/events": "The same stream for the role `admin` (one connection per user by default)",
+    "/v1/admin/feed": "The dashboard's feed (role `admin`): every event's summary, push attempts, stats; no ids",
 }
 
 
@@ -118,6 +119,7 @@ _STREAM_PARAMETERS = [
     _query("topics", "comma-separated, at most 100; each must be granted by the token's topics claim"),
     _query("last_event_id", "resume after this event id (as the Last-Event-ID header does)"),
     _query("token", "the user's JWT, for EventSource, which cannot send headers"),
+    _query("ticket", "a single-use ticket from POST /v1/stream-tickets, in place of the JWT"),
     {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}},
 ]
 

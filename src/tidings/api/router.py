@@ -1,8 +1,9 @@
 """Put the hub's HTTP surface together: the streams (plain ASGI) and the feature routers (FastAPI).
 
 app = FastAPI()
-mount(app, hub)                       # routes, the hub's lifespan, JSON error handlers
-# or: app.include_router(build_router(hub))
+mount(app, hub)                       # routes, the hub's lifespan, JSON error handlers, CORS
+mount(app, hub, prefix="/hub")        # the same under /hub (the dashboard at /hub/dashboard)
+# or: app.include_router(build_router(hub)), and app.add_middleware(CorsMiddleware, policy=cors_policy(hub))
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import TidingsError
 from ..hub import Hub
+from .cors import CorsMiddleware, CorsPolicy, route_path
 from .deps import HUB_STATE
 from .errors import http_exception_handler, request_validation_handler, tidings_error_handler
+from .feed import AdminFeed, FeedEndpoint
 from .openapi import stream_docs
 from .shutdown import drain_on_signals
 from .stream import StreamEndpoint
 
 FEATURE_ROUTERS = (
-    "publish", "sessions", "health", "devices", "deliveries", "webpush", "preferences", "presence",
+    "publish", "sessions", "health", "devices", "deliveries", "webpush", "preferences", "presence", "tickets",
+    "dashboard", "clients",
 )  # fmt: skip
 
 
@@ -41,7 +45,14 @@ def stream_endpoints(hub: Hub) -> dict[str, StreamEndpoint]:
         "/v1/admin/events": StreamEndpoint(
             hub, name="admin", required_role="admin", limit=s.admin_max_connections_per_user
         ),
+        "/v1/admin/feed": FeedEndpoint(hub, AdminFeed(hub)),
     }
+
+
+def cors_policy(hub: Hub, prefix: str = "") -> CorsPolicy | None:
+    """The hub's CORS policy (TIDINGS_CORS_ORIGINS), or None when no origin is listed."""
+    origins = hub.settings.cors_origins
+    return CorsPolicy(origins, prefix=prefix) if origins else None
 
 
 def build_router(
@@ -67,10 +78,14 @@ def build_router(
     return router
 
 
-def mount(app: FastAPI, hub: Hub, *, handle_signals: bool = True) -> None:
-    """Include the hub's routes (and lifespan) in `app`, and render every error as JSON."""
+def mount(app: FastAPI, hub: Hub, *, prefix: str = "", handle_signals: bool = True) -> None:
+    """Include the hub's routes (and lifespan) in `app` (under `prefix`), render every error as JSON, and answer
+    cross-origin browsers per TIDINGS_CORS_ORIGINS."""
     install_error_handlers(app)
-    app.include_router(build_router(hub, handle_signals=handle_signals))
+    app.include_router(build_router(hub, handle_signals=handle_signals), prefix=prefix.rstrip("/"))
+    policy = cors_policy(hub, prefix.rstrip("/"))
+    if policy is not None:
+        app.add_middleware(CorsMiddleware, policy=policy)
 
 
 class StreamFastPath:
@@ -79,18 +94,31 @@ class StreamFastPath:
     Measured (bench/FINDINGS.md): the framework's middleware chain costs a quarter of the CPU of opening a stream
     and 4 wrapper frames on every write, and its coroutines make up most of an idle stream's memory. The routes
     stay registered on the router as well, so an app that is not wrapped serves the same streams, only slower.
+    Since it bypasses the middleware, it applies the CORS policy itself: preflights (`OPTIONS`, which browsers
+    send before a stream with an Authorization or Last-Event-ID header) and the headers of cross-origin streams.
+    Everything else goes to `app`, whose CORS middleware (`mount`/`create_app`) covers the other routes.
     """
 
-    def __init__(self, app: ASGIApp, endpoints: Mapping[str, StreamEndpoint]) -> None:
+    def __init__(
+        self, app: ASGIApp, endpoints: Mapping[str, StreamEndpoint], *, cors: CorsPolicy | None = None
+    ) -> None:
         self.app = app
         self._endpoints = dict(endpoints)
+        self._cors = cors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            endpoint = self._endpoints.get(scope["path"])
+        if scope["type"] == "http":
+            endpoint = self._endpoints.get(route_path(scope) if scope.get("root_path") else scope["path"])
             if endpoint is not None:
-                await endpoint(scope, receive, send)
-                return
+                if scope["method"] == "GET":
+                    if self._cors is not None:
+                        await self._cors.handle(scope, receive, send, endpoint)
+                    else:
+                        await endpoint(scope, receive, send)
+                    return
+                if scope["method"] == "OPTIONS" and self._cors is not None:
+                    await self._cors.handle(scope, receive, send, self.app)
+                    return
         await self.app(scope, receive, send)
 
 

@@ -24,6 +24,7 @@ from ..errors import ApiError, TidingsError
 from ..streams.connection import Connection
 from .deps import request_token
 from .errors import error_response
+from .tickets import redeem_ticket
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -36,7 +37,7 @@ MAX_TOPICS = 100
 
 
 class StreamEndpoint:
-    """`GET /v1/events` and `GET /v1/admin/events`: one instance per path."""
+    """`GET /v1/events` and `GET /v1/admin/events` (and the admin feed, api/feed.py): one instance per path."""
 
     def __init__(self, hub: Hub, *, name: str, required_role: str | None, limit: int) -> None:
         self._hub = hub
@@ -53,15 +54,14 @@ class StreamEndpoint:
             await error_response(exc)(scope, receive, send)
             return
         last_event_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-        conn = self._hub.open_stream(
-            principal,
-            topics,
-            endpoint=self._name,
-            limit=self._limit,
-            ip=_client_ip(scope),
-            replaying=bool(last_event_id),
-        )
+        conn = self._open(principal, topics, ip=_client_ip(scope), replaying=bool(last_event_id))
         await self._serve(conn, last_event_id, scope, receive, send)
+
+    def _open(self, principal: Principal, topics: list[str], *, ip: str, replaying: bool) -> Connection:
+        """Register the stream with the router (the admin feed opens one that no event is routed to)."""
+        return self._hub.open_stream(
+            principal, topics, endpoint=self._name, limit=self._limit, ip=ip, replaying=replaying
+        )
 
     async def _admit(self, request: Request) -> tuple[Principal, list[str]]:
         if self._hub.draining:
@@ -69,9 +69,13 @@ class StreamEndpoint:
                 503, "shutting_down", "this server is restarting; reconnect", headers={"Retry-After": "1"}
             )
         settings = self._hub.settings
-        principal = await self._hub.authenticate(
-            request_token(request, settings.token_cookie), valid_for=settings.stream_min_token_seconds
-        )
+        ticket = request.query_params.get("ticket")
+        if ticket is not None:  # a single-use stand-in for the JWT (api/tickets.py), for EventSource
+            principal = await redeem_ticket(self._hub, ticket)
+        else:
+            principal = await self._hub.authenticate(
+                request_token(request, settings.token_cookie), valid_for=settings.stream_min_token_seconds
+            )
         if self._required_role and not principal.has_role(self._required_role):
             raise ApiError(403, "forbidden", f"this stream requires the role {self._required_role!r}")
         topics = parse_topics(request.query_params.get("topics"))

@@ -7,6 +7,8 @@ from starlette.types import ASGIApp
 
 from .. import __version__
 from ..api import StreamFastPath, build_router, install_error_handlers, stream_endpoints
+from ..api.cors import CorsMiddleware
+from ..api.router import cors_policy
 from ..config import load_settings
 from ..hub import Hub
 from ..logs import configure_logging
@@ -35,4 +37,7 @@ def create_app(hub: Hub | None = None, *, handle_signals: bool = True) -> ASGIAp
     install_error_handlers(app)
     streams = stream_endpoints(hub)
     app.include_router(build_router(hub, streams=streams, handle_signals=handle_signals))
-    return StreamFastPath(app, streams)
+    cors = cors_policy(hub)
+    if cors is not None:  # the other routes' CORS; the fast path applies the same policy to the streams
+        app.add_middleware(CorsMiddleware, policy=cors)
+    return StreamFastPath(app, streams, cors=cors)

@@ -60,6 +60,9 @@ class Router:
         self._total_at_trim = 0
         # Presence reports and the muted-scope filter (streams/mutes.py), set by the hub at start.
         self.policy: StreamPolicy | None = None
+        # Observers of every routed event (the admin feed): called once per event with its local recipient
+        # count, and only while one is registered, so an unwatched process pays one truth test per event.
+        self.taps: list[Callable[[Envelope, int], None]] = []
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._sessions.values())
@@ -113,6 +116,9 @@ class Router:
         for conn in recipients:
             conn.push(envelope)
         metrics.observe_routed(envelope, len(recipients))
+        if self.taps:
+            for tap in self.taps:
+                tap(envelope, len(recipients))
 
     def mark_dirty(self, conn: Connection) -> None:
         """Flush `conn` at the end of this loop iteration (one write per connection per burst of events)."""

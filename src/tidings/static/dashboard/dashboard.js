@@ -314,11 +314,12 @@ async function lookup(userId) {
 
   const p = presence.ok ? presence.data : null;
   const presenceEl = $("lookup-presence");
-  if (!p) presenceEl.replaceChildren(h("span", { class: "muted" }, "unknown (the hub has no presence route yet)"));
-  else if (!p.online) presenceEl.replaceChildren(pill("offline", "muted"));
+  if (!p) presenceEl.replaceChildren(h("span", { class: "muted" }, "unknown"));
+  else if (!p.online) presenceEl.replaceChildren(pill("offline", "muted"), p.last_seen ? h("span", { class: "muted" }, ` last seen ${formatTime(p.last_seen)}`) : "");
   else {
     const connections = p.connections.map((c) => `${c.endpoint}${c.topics?.length ? ` [${c.topics.join(", ")}]` : ""} since ${formatTime(c.opened_at)} from ${c.ip}`);
-    presenceEl.replaceChildren(pill(`online · ${p.connections.length}`, "good"), " ", connections.join("; "), p.scope === "process" ? h("span", { class: "muted" }, " (this process)") : "");
+    const elsewhere = p.connections_total - p.connections.length;
+    presenceEl.replaceChildren(pill(`online · ${p.connections_total}`, "good"), " ", connections.join("; "), elsewhere > 0 ? h("span", { class: "muted" }, ` (+${elsewhere} on other processes)`) : "");
   }
 
   const deviceRows = (devices.ok ? devices.data.devices : []).map((d) =>
