@@ -42,6 +42,7 @@ from .policy.windows import parse_defaults
 from .push.payloads import ensure_push_fits
 from .runtime import Runtime
 from .streams.connection import BufferLimits, Connection
+from .streams.recover import GapRecovery
 from .streams.resume import replay
 from .streams.router import Router
 
@@ -94,6 +95,7 @@ class Hub:
             expire_history=self.bus.expire_history,
             max_buffered_bytes=s.effective_stream_buffer_total_bytes,
         )
+        self._gaps = GapRecovery(self.streams, self.bus, clock)
         self.limits = Limits(
             max_data_bytes=s.max_data_bytes, max_audience=s.max_audience, push_fits=ensure_push_fits
         )
@@ -145,6 +147,7 @@ class Hub:
 
     async def stop(self) -> None:
         await self.drain(grace=0)
+        await self._gaps.stop()
         await self.streams.stop()
         await self._stop_policy()
         await self.bus.stop()
@@ -360,9 +363,8 @@ class Hub:
 
     def _on_control(self, envelope: wire.Envelope) -> None:
         if envelope.type == wire.GAP:
-            # the bus lost events it could not recover: no stream may go on as if nothing happened
-            reset = self.streams.reset_all(wire.reset_frame("events_lost"))
-            log.warning("bus gap: %d streams reset", reset, extra={"reason": envelope.body.get("reason")})
+            # the bus lost events it could not catch up on: no stream may go on as if nothing happened
+            self._gaps.on_gap(envelope.body)
         elif envelope.type == "tidings.revoke":
             body = envelope.body
             user_id, jti = body["user_id"], body.get("jti")

@@ -78,7 +78,11 @@ def _single_line(value: str) -> str:
     return value
 
 
-def reset_frame(reason: str = "history_unavailable") -> bytes:
+HISTORY_UNAVAILABLE = "history_unavailable"  # a resume the history cannot cover
+EVENTS_LOST = "events_lost"  # a live stream whose process lost events its channels' history cannot cover
+
+
+def reset_frame(reason: str = HISTORY_UNAVAILABLE) -> bytes:
     """Told to a client whose gap cannot be filled: refetch your state. `history_unavailable` for a resume the
     history cannot cover; `events_lost` for a live stream whose process lost events it could not recover."""
     return sse_frame(orjson.dumps({"reason": reason}).decode(), event="reset")
@@ -152,9 +156,13 @@ def control_message(kind: str, body: dict[str, object]) -> bytes:
     return encode_tail(f"tidings.{kind}", [CONTROL], body)
 
 
-def gap_message(after: str, reason: str) -> bytes:
-    """The whole bus message a bus delivers, in order, where it lost events after id `after` (`GAP`)."""
-    return with_id(after, encode_tail(GAP, [CONTROL], {"reason": reason}))
+def gap_message(after: str, reason: str, since: str | None = None) -> bytes:
+    """The whole bus message a bus delivers, in order, where it may have lost events: those after `since` (the
+    last one it delivered; None: any before) up to `after`, from where it carries on live (`GAP`)."""
+    body: dict[str, object] = {"reason": reason}
+    if since is not None:
+        body["since"] = since
+    return with_id(after, encode_tail(GAP, [CONTROL], body))
 
 
 @dataclass(frozen=True, slots=True)

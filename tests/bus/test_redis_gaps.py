@@ -16,7 +16,8 @@ import redis.asyncio as aioredis
 from redis_process import RedisServer
 
 import tidings.bus.redis as redis_bus
-from support import require
+from support import InProcessServer, app_of, open_stream, require
+from tidings import Hub
 from tidings.bus.redis import RedisBus
 from tidings.wire import GAP, encode_tail, message_id, parse_id
 
@@ -214,3 +215,30 @@ async def test_a_process_that_started_without_redis_resets_its_streams_when_it_s
     finally:
         await bus.stop()
         redis.kill()
+
+
+async def test_after_a_gap_only_the_streams_whose_channels_lost_events_reset(
+    small_buffer: RedisServer, make_settings: Callable[..., Any], token: Callable[..., str]
+) -> None:
+    """The events stream was trimmed past this process's watermark, but only alice's channel had events in the
+    trimmed stretch: alice gets `events_lost`; bob gets his missed event from his channel's history, exactly; carol,
+    who missed nothing, sees nothing at all — instead of a reset for every stream of the process."""
+    hub = Hub(make_settings(bus_url=small_buffer.url, redis_prefix=PREFIX))
+    async with (
+        InProcessServer(app_of(hub)) as server,
+        open_stream(server.url, token=token("alice")) as alice,
+        open_stream(server.url, token=token("bob")) as bob,
+        open_stream(server.url, token=token("carol")) as carol,
+    ):
+        [before] = await hub.bus.publish([tail(-1, ["u:bob"])])
+        assert (await bob.next_event()).id == before  # the process's watermark
+        lost = [tail(n, ["u:alice"]) for n in range(300)]  # 300 KB: past the 64 KB buffer, then trimmed
+        *_, missed = publish_while_stopped(small_buffer.url, [*lost, tail(300, ["u:bob"])], log_length=1)
+        await wait_for(lambda: hub.bus.connected.is_set() and hub.bus._subscription.gaps == 1)  # type: ignore[attr-defined]
+        [sentinel] = await hub.bus.publish([tail(301, ["u:alice", "u:bob", "u:carol"])])
+
+        reset = await alice.next_event(timeout=10)
+        assert reset.event == "reset" and reset.json()["reason"] == "events_lost"
+        assert (await alice.next_event(timeout=10)).id == sentinel
+        assert [(await bob.next_event(timeout=10)).id for _ in range(2)] == [missed, sentinel]
+        assert (await carol.next_event(timeout=10)).id == sentinel

@@ -8,7 +8,8 @@ which it has delivered everything — and on every (re)subscribe, once Redis con
    (the newest id trimmed away);
 2. if Redis restarted or lost its data (run id or origin changed), went back in time (newest < watermark) or
    trimmed past the watermark (floor > watermark), events may be gone: it delivers one `tidings.gap` control
-   message (the hub resets every stream of this process) and carries on live from the newest id;
+   message naming the watermark (each stream of this process then recovers from its own channels' history, or
+   gets a reset: streams/recover.py) and carries on live from the newest id;
 3. otherwise it reads every event after the watermark from the events stream, page by page (each page read
    atomically with the floor, so a trim racing the catch-up is caught), and delivers them; live messages that
    overlap are skipped by id.
@@ -152,12 +153,14 @@ class Subscription:
             log.info("redis bus: caught up %d events missed while the subscription was down", caught)
 
     def _gap(self, why: str, incarnation: tuple[bytes, bytes], newest: EventKey) -> None:
-        """Events after the watermark may be lost: tell the hub (every stream resets), then carry on live."""
-        log.warning("redis bus: %s; every stream of this process gets a reset", why)
+        """Events after the watermark may be lost: tell the hub (each stream recovers from its channels' history
+        or resets), then carry on live."""
+        log.warning("redis bus: %s; streams recover from their channels' history or reset", why)
+        since = f"{self.last[0]}-{self.last[1]}" if self.last != ZERO else None
         self._incarnation = incarnation
         self.gaps += 1
         self.last = newest  # even if lower: after a restart, ids from before it mean nothing
-        self._call_deliver(gap_message(f"{newest[0]}-{newest[1]}", why))
+        self._call_deliver(gap_message(f"{newest[0]}-{newest[1]}", why, since))
         self._wake()
 
     def _hand_over(self, message: bytes) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from ..auth import Principal
 from ..clock import Clock
-from ..wire import Envelope, http_chunk, parse_id, reset_frame
+from ..wire import HISTORY_UNAVAILABLE, Envelope, http_chunk, parse_id, reset_frame
 from .budget import StreamBudget
 
 _ids = itertools.count(1)
@@ -106,11 +106,23 @@ class Connection:
         else:
             self._enqueue(envelope.frame, envelope.received_at)
 
-    def finish_replay(self, replayed: Iterable[Envelope], after: str | None) -> None:
+    @property
+    def replaying(self) -> bool:
+        """True while live events are held for a replay that has not been queued yet."""
+        return self._pending is not None
+
+    def hold(self) -> None:
+        """Hold live events from now on, until `finish_replay` (a recovery is about to read what was missed)."""
+        if self._pending is None:
+            self._pending = []
+
+    def finish_replay(
+        self, replayed: Iterable[Envelope], after: str | None, reason: str = HISTORY_UNAVAILABLE
+    ) -> None:
         """Queue missed events, then the live ones held meanwhile, skipping any already replayed.
 
-        A replay larger than this stream may buffer is replaced by `event: reset`: queued, it would close the
-        stream as slow, and the client would reconnect asking for the same replay, forever."""
+        A replay larger than this stream may buffer is replaced by `event: reset` (with `reason`): queued, it
+        would close the stream as slow, and the client would reconnect asking for the same replay, forever."""
         newest = parse_id(after) if after else (-1, -1)
         missed: list[Envelope] = []
         size = 0
@@ -121,7 +133,7 @@ class Connection:
                 size += len(envelope.frame)
                 newest = key
         if size > self._limits.max_bytes or len(missed) > self._limits.max_events:
-            self._enqueue(reset_frame(), None)
+            self._enqueue(reset_frame(reason), None)
             missed = []
         for envelope in missed:
             self._enqueue(envelope.frame, envelope.received_at)
