@@ -181,8 +181,8 @@ async def test_a_server_killed_and_restarted_mid_burst() -> None:
     t = transport(within=5.0)
     try:
         first = asyncio.ensure_future(burst(t, peer.url, 1000, within=5.0))
-        async with asyncio.timeout(5):
-            while len(peer.seen) < 200:
+        async with asyncio.timeout(10):  # mid-burst: some answered, most still in flight or waiting
+            while len(peer.seen) < 50:
                 await asyncio.sleep(0.005)
         await peer.kill()
         await peer.start()  # same port
