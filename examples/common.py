@@ -93,6 +93,7 @@ def page_csp(html: str) -> str:
         return " ".join(f"'sha256-{d}'" for d in digests)
 
     return (
-        f"default-src 'self'; script-src 'self' {hashes('script')}; style-src 'self' {hashes('style')}; "
+        f"default-src 'self'; img-src 'self' data:; script-src 'self' {hashes('script')}; "
+        f"style-src 'self' {hashes('style')}; "
         "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
     )

@@ -87,6 +87,7 @@ async def test_the_orders_page_shows_a_new_order_within_500_ms(
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)  # CSP refusals too
+        page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
         await page.goto(f"{server.url}/admin")
         await until(page, "document.querySelector('#state').textContent === 'open'")
         await page.evaluate(
