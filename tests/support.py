@@ -149,15 +149,29 @@ class SSEStream:
         self._buffer = ""
         self._frames: list[Frame] = []
         self._chunks = response.aiter_text()
+        # The read in progress survives a timeout (shielded): cancelling the body iterator itself would end it,
+        # and no frame could be read after an `assert_silent`.
+        self._reading: asyncio.Future[str] | None = None
 
     async def next_frame(self, timeout: float = 5.0) -> Frame:
         async with asyncio.timeout(timeout):
             while not self._frames:
-                chunk = await anext(self._chunks)
+                if self._reading is None:
+                    self._reading = asyncio.ensure_future(anext(self._chunks))
+                try:
+                    chunk = await asyncio.shield(self._reading)
+                finally:
+                    if self._reading.done():
+                        self._reading = None
                 self._buffer += chunk
                 *complete, self._buffer = self._buffer.split("\n\n")
                 self._frames += parse_frames("\n\n".join(complete) + "\n\n") if complete else []
             return self._frames.pop(0)
+
+    def stop_reading(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+            self._reading = None
 
     async def next_event(self, timeout: float = 5.0) -> Frame:
         while True:
@@ -191,9 +205,12 @@ async def open_stream(
         async with client.stream("GET", path, params=query, headers=headers or {}) as response:
             assert response.status_code == 200, (response.status_code, await response.aread())
             stream = SSEStream(response)
-            first = await stream.next_frame()
-            assert first.retry is not None and first.comments == ["ok"], first
-            yield stream
+            try:
+                first = await stream.next_frame()
+                assert first.retry is not None and first.comments == ["ok"], first
+                yield stream
+            finally:
+                stream.stop_reading()
 
 
 class InProcessServer:
