@@ -35,7 +35,7 @@ class Running:
         return self.server.url
 
     def token(self, user: str, *roles: str) -> str:
-        return mint_token(SECRET, user, list(roles), ttl=3600, now=time.time())
+        return mint_token(SECRET, user, list(roles), ttl=86_000, now=self.clock())  # valid as the clock moves
 
     def auth(self, user: str, *roles: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(user, *roles)}"}
