@@ -247,7 +247,9 @@ class InProcessServer:
 
 
 class ServerProcess:
-    """`python -m tidings serve` in a subprocess, for signals, workers and cross-process delivery."""
+    """`python -m tidings serve` in a subprocess, for signals, workers and cross-process delivery; or another
+    server (`command`, e.g. `["uvicorn", "--factory", "examples.delivery.app:create_app"]`) whose health route
+    is `health`."""
 
     def __init__(
         self,
@@ -256,7 +258,11 @@ class ServerProcess:
         *args: str,
         preexec_fn: Callable[[], None] | None = None,
         port: int | None = None,
+        command: list[str] | None = None,
+        health: str = "/healthz",
     ) -> None:
+        self.command = command or ["tidings", "serve"]
+        self.health = health
         self.preexec_fn = preexec_fn  # runs in the child before exec (e.g. a lower open-files limit)
         self.port = port or free_port()  # a restarted server takes its predecessor's port
         self.url = f"http://127.0.0.1:{self.port}"
@@ -275,7 +281,7 @@ class ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tidings", "serve", "--port", str(self.port), *self.args],
+            [sys.executable, "-m", *self.command, "--port", str(self.port), *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -286,7 +292,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.health}", timeout=1).status_code == 200:
                     return self
             time.sleep(0.05)
         raise RuntimeError(f"server did not start: {self.log_path.read_text()}")
