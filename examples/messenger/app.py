@@ -16,8 +16,9 @@ Run it (development mode: the hub generates its secrets in .tidings/):
 
     .venv/bin/uvicorn --factory examples.messenger.app:create_app --port 8000
 
-See examples/messenger/README.md. (An inbox with unread dots comes with the hub's inbox API: the state below is
-kept per conversation so that it can be added beside it.)
+See examples/messenger/README.md. A minimal web client is served at `/?user=<name>` (`static/messenger.html`); an
+inbox with unread dots comes with the hub's inbox API: the state below is kept per conversation so that it can be
+added beside it.
 
 (No `from __future__ import annotations`: FastAPI must see the `User` dependency built inside the factory.)
 """
@@ -25,19 +26,22 @@ kept per conversation so that it can be added beside it.)
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from tidings import Hub, Principal
 from tidings.api import mount, stream_route
 from tidings.registry.store import Device
 
-from ..common import HUB_PREFIX, current_user, register_device
+from ..common import HUB_PREFIX, Page, current_user, dev_token, register_device
 
 API = "/api/v1/messenger"
+STATIC = Path(__file__).parent / "static"
 PREVIEW_CHARS = 140
 UserId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 
@@ -147,6 +151,7 @@ def create_app(hub: Hub | None = None, *, handle_signals: bool = True) -> FastAP
     app.include_router(conversation_routes(hub, Conversations()), prefix=API)
     app.include_router(setting_routes(hub), prefix=API)
     app.include_router(device_routes(hub), prefix=API)
+    app.include_router(page_routes(hub))
     return app
 
 
@@ -276,3 +281,21 @@ def _subscription(text: str) -> dict[str, Any]:
                  "type": "value_error"}  # fmt: skip
         raise RequestValidationError([error])
     return value
+
+
+def page_routes(hub: Hub) -> APIRouter:
+    """A minimal web client (static/messenger.html, built on tidings.js) and, in development, its token."""
+    router = APIRouter(include_in_schema=False)
+    page = Page(STATIC / "messenger.html")
+
+    @router.get("/", response_class=HTMLResponse)
+    async def messenger_page() -> HTMLResponse:
+        return page.response()
+
+    @router.post("/dev/token")
+    async def token(
+        user: Annotated[str, Query(max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")],
+    ) -> dict[str, str]:
+        return dev_token(hub, user, [])
+
+    return router
