@@ -225,7 +225,7 @@ def device_routes(hub: Hub) -> APIRouter:
 
     @router.delete("/device-tokens", status_code=204)
     async def remove_token(body: DeviceTokenDelete, user: User) -> Response:
-        if not await hub.devices.remove(user.user_id, token=body.token.lower()):
+        if not await hub.devices.remove(user.user_id, token=body.token):
             raise HTTPException(404, "no such device token")
         return Response(status_code=204)
 
