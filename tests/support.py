@@ -149,15 +149,29 @@ class SSEStream:
         self._buffer = ""
         self._frames: list[Frame] = []
         self._chunks = response.aiter_text()
+        # The read in progress survives a timeout (shielded): cancelling the body iterator itself would end it,
+        # and no frame could be read after an `assert_silent`.
+        self._reading: asyncio.Future[str] | None = None
 
     async def next_frame(self, timeout: float = 5.0) -> Frame:
         async with asyncio.timeout(timeout):
             while not self._frames:
-                chunk = await anext(self._chunks)
+                if self._reading is None:
+                    self._reading = asyncio.ensure_future(anext(self._chunks))
+                try:
+                    chunk = await asyncio.shield(self._reading)
+                finally:
+                    if self._reading.done():
+                        self._reading = None
                 self._buffer += chunk
                 *complete, self._buffer = self._buffer.split("\n\n")
                 self._frames += parse_frames("\n\n".join(complete) + "\n\n") if complete else []
             return self._frames.pop(0)
+
+    def stop_reading(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+            self._reading = None
 
     async def next_event(self, timeout: float = 5.0) -> Frame:
         while True:
@@ -191,9 +205,12 @@ async def open_stream(
         async with client.stream("GET", path, params=query, headers=headers or {}) as response:
             assert response.status_code == 200, (response.status_code, await response.aread())
             stream = SSEStream(response)
-            first = await stream.next_frame()
-            assert first.retry is not None and first.comments == ["ok"], first
-            yield stream
+            try:
+                first = await stream.next_frame()
+                assert first.retry is not None and first.comments == ["ok"], first
+                yield stream
+            finally:
+                stream.stop_reading()
 
 
 class InProcessServer:
@@ -230,7 +247,9 @@ class InProcessServer:
 
 
 class ServerProcess:
-    """`python -m tidings serve` in a subprocess, for signals, workers and cross-process delivery."""
+    """`python -m tidings serve` in a subprocess, for signals, workers and cross-process delivery; or another
+    server (`command`, e.g. `["uvicorn", "--factory", "examples.delivery.app:create_app"]`) whose health route
+    is `health`."""
 
     def __init__(
         self,
@@ -239,7 +258,11 @@ class ServerProcess:
         *args: str,
         preexec_fn: Callable[[], None] | None = None,
         port: int | None = None,
+        command: list[str] | None = None,
+        health: str = "/healthz",
     ) -> None:
+        self.command = command or ["tidings", "serve"]
+        self.health = health
         self.preexec_fn = preexec_fn  # runs in the child before exec (e.g. a lower open-files limit)
         self.port = port or free_port()  # a restarted server takes its predecessor's port
         self.url = f"http://127.0.0.1:{self.port}"
@@ -258,7 +281,7 @@ class ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tidings", "serve", "--port", str(self.port), *self.args],
+            [sys.executable, "-m", *self.command, "--port", str(self.port), *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -269,7 +292,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.health}", timeout=1).status_code == 200:
                     return self
             time.sleep(0.05)
         raise RuntimeError(f"server did not start: {self.log_path.read_text()}")

@@ -1,5 +1,5 @@
 """The dashboard in Chromium: one-click development login, counters and the live feed moving as events are
-published — standalone and mounted under a prefix in a host app — and the example's live orders page."""
+published — standalone and mounted under a prefix in a host app — and the delivery example's live orders page."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from examples.orders_app import create_app as orders_app
+from examples.delivery.app import create_app as delivery_app
 from fastapi import FastAPI
 
 from support import PLAIN_PROTOCOL, InProcessServer, app_of
@@ -79,25 +79,36 @@ async def test_the_counters_and_the_feed_move_when_events_are_published(
 
 
 async def test_the_orders_page_shows_a_new_order_within_500_ms(
-    context: Any, make_settings: Callable[..., Settings]
+    context: Any, make_settings: Callable[..., Settings], token: Callable[..., str]
 ) -> None:
     hub = Hub(make_settings(env="development"))
-    async with InProcessServer(orders_app(hub, handle_signals=False), http=PLAIN_PROTOCOL) as server:
+    async with InProcessServer(delivery_app(hub, handle_signals=False), http=PLAIN_PROTOCOL) as server:
         page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)  # CSP refusals too
+        page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
         await page.goto(f"{server.url}/admin")
         await until(page, "document.querySelector('#state').textContent === 'open'")
         await page.evaluate(
             """() => new MutationObserver(() => { window.shownAt ??= Date.now(); })
                  .observe(document.querySelector('#orders'), {childList: true})"""
         )
-        async with httpx.AsyncClient(base_url=server.url) as http:
+        customer = {"Authorization": f"Bearer {token('cust')}"}
+        async with httpx.AsyncClient(base_url=server.url, headers=customer) as http:
             created_at = time.time() * 1000
-            order = (await http.post("/orders", json={"item": "pizza", "quantity": 2})).json()
+            body = {"store_id": "store-1", "item": "pizza", "quantity": 2}
+            order = (await http.post("/orders", json=body)).json()
         await until(page, "window.shownAt !== undefined")
         assert await page.evaluate("window.shownAt") - created_at < 500
         row = await page.text_content(f"#orders tr[data-id='{order['id']}']")
-        assert row is not None and "pizza" in row
+        assert row is not None and "pizza" in row and "store-1" in row
         await until(
-            page,  # the debounced refetch fills in what the event does not carry
-            f"document.querySelector(\"#orders tr[data-id='{order['id']}'] td:nth-child(3)\").textContent === '2'",
+            page,  # the debounced refetch (the app's GET /orders with the admin's token) agrees
+            "window.performance.getEntriesByType('resource').filter(e => e.name.endsWith('/orders')).length >= 2",
         )
+        cells = await page.eval_on_selector_all(
+            f"#orders tr[data-id='{order['id']}'] td", "tds => tds.map(td => td.textContent)"
+        )
+        assert cells == [f"#{order['id']}", "store-1", "pizza", "2", "new"]
+        assert not errors, errors

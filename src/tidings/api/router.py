@@ -3,6 +3,7 @@
 app = FastAPI()
 mount(app, hub)                       # routes, the hub's lifespan, JSON error handlers, CORS
 mount(app, hub, prefix="/hub")        # the same under /hub (the dashboard at /hub/dashboard)
+app.router.routes.append(stream_route(hub, "/api/admin/events", role="admin", limit=1))   # a stream of the app's
 # or: app.include_router(build_router(hub)), and app.add_middleware(CorsMiddleware, policy=cors_policy(hub))
 """
 
@@ -47,6 +48,49 @@ def stream_endpoints(hub: Hub) -> dict[str, StreamEndpoint]:
         ),
         "/v1/admin/feed": FeedEndpoint(hub, AdminFeed(hub)),
     }
+
+
+class StreamRoute(Route):
+    """A `GET` route whose endpoint is one of the hub's streams (`stream_route`)."""
+
+    endpoint: StreamEndpoint
+
+
+def stream_route(
+    hub: Hub,
+    path: str,
+    *,
+    role: str | None = None,
+    limit: int | None = None,
+    keepalive: float | None = None,
+    name: str | None = None,
+) -> StreamRoute:
+    """The hub's stream at a path of the app's own, for clients already in the field:
+
+        app.router.routes.append(stream_route(hub, "/api/admin/events", role="admin", limit=1, keepalive=30))
+
+    It is `/v1/events` in every respect (auth, topics, resume, budgets, revocation, shutdown) except that only
+    users with `role` may open it (403 otherwise); beyond `limit` open streams per user on this route the oldest
+    is closed (default TIDINGS_MAX_CONNECTIONS_PER_USER; 0 = unlimited); a quiet stream gets a keepalive after
+    `keepalive` seconds (default TIDINGS_KEEPALIVE_SECONDS). `name` (default: the path) keys the limit and is the
+    `endpoint` of its log lines. It serves under any ASGI server, writes to the socket itself under `tidings
+    serve`'s protocol, and can skip the app's middleware as the standalone server's streams do:
+    `StreamFastPath(app, {route.path: route.endpoint})`. CORS is the host app's for its own paths.
+    """
+    if not path.startswith("/") or "{" in path:
+        raise ValueError(f"a stream path is a fixed path starting with '/', not {path!r}")
+    if limit is not None and limit < 0:
+        raise ValueError("limit must be 0 (unlimited) or more")
+    if keepalive is not None and not keepalive > 0:
+        raise ValueError("keepalive must be a positive number of seconds")
+    endpoint = StreamEndpoint(
+        hub,
+        name=name or path,
+        required_role=role,
+        limit=hub.settings.max_connections_per_user if limit is None else limit,
+        keepalive=keepalive,
+    )
+    return StreamRoute(path, endpoint, methods=["GET"], include_in_schema=False)
 
 
 def cors_policy(hub: Hub, prefix: str = "") -> CorsPolicy | None:

@@ -39,12 +39,23 @@ MAX_TOPICS = 100
 class StreamEndpoint:
     """`GET /v1/events` and `GET /v1/admin/events` (and the admin feed, api/feed.py): one instance per path."""
 
-    def __init__(self, hub: Hub, *, name: str, required_role: str | None, limit: int) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        name: str,
+        required_role: str | None,
+        limit: int,
+        keepalive: float | None = None,
+    ) -> None:
+        """`name` keys the per-user `limit` (0 = unlimited); `keepalive` (seconds) overrides the process's."""
         self._hub = hub
         self._name = name
         self._required_role = required_role
         self._limit = limit
         self._role_label = required_role or "user"
+        if keepalive is not None:
+            hub.streams.set_keepalive(name, keepalive)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope)

@@ -48,6 +48,7 @@ class Router:
         self._index: dict[str, set[Connection]] = {}
         self._sessions: dict[tuple[str, str], deque[Connection]] = {}
         self._keepalive = keepalive
+        self._keepalives: dict[str, float] = {}  # endpoints with a keepalive of their own (api: stream_route)
         self._idle_timeout = idle_timeout
         self._clock = clock
         self._expire_history = expire_history
@@ -70,6 +71,10 @@ class Router:
     def connections(self) -> Iterator[Connection]:
         for queue in self._sessions.values():
             yield from queue
+
+    def set_keepalive(self, endpoint: str, seconds: float) -> None:
+        """Streams of `endpoint` get a keepalive after `seconds` of silence instead of the process default."""
+        self._keepalives[endpoint] = seconds
 
     def add(self, conn: Connection, *, limit: int = 0) -> None:
         """Index a connection; beyond `limit` per user and endpoint the oldest is closed (a reloaded tab wins)."""
@@ -159,6 +164,7 @@ class Router:
         self._trim_heap()  # first: what the last sweep's cuts freed has been freed by now
         self.budget.refresh()
         now = self._clock()
+        keepalives, default_keepalive = self._keepalives, self._keepalive
         for conn in list(self.connections()):
             if conn.closed:
                 continue
@@ -171,7 +177,9 @@ class Router:
                 conn.close("idle")
             elif conn.writing and now - conn.last_write_at >= STALLED_WRITE:
                 conn.close("slow")
-            elif now - conn.last_write_at >= self._keepalive and not conn.buffered_bytes:
+            elif not conn.buffered_bytes and now - conn.last_write_at >= (
+                keepalives.get(conn.endpoint, default_keepalive) if keepalives else default_keepalive
+            ):
                 conn.send_comment(KEEPALIVE)
 
     def _trim_heap(self) -> None:
