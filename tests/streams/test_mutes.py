@@ -129,10 +129,13 @@ async def test_events_arriving_while_preferences_load_are_held_then_filtered_in_
     await policy.start()
     conn = Connection(Principal("ann"), ["u:ann"], endpoint="events", limits=BufferLimits(), clock=lambda: T0)
     router.add(conn)
+    counted: list[int] = []
+    router.taps.append(lambda _envelope, recipients: counted.append(recipients))
     for n, scope in enumerate(["conversation:7", "conversation:42", "conversation:8"]):
         tail = encode_tail("message.new", ["u:ann"], {"n": n}, scope=scope)
         router.route(Envelope.parse(with_id(f"1-{n}", tail), lambda: T0))
     assert not conn.buffered_bytes  # held: the user's mutes are not known yet
+    assert counted == [1, 1, 1]  # ...but a held stream is a recipient (the admin feed and metrics count it)
     gate.set()
     await policy.ready(conn)
     chunk = await conn.next_chunk()

@@ -108,9 +108,11 @@ class StreamPolicy:
                 del self._users[user_id]
         self._refresh_active()
 
-    def screen(self, envelope: Envelope, recipients: set[Connection]) -> set[Connection]:
-        """The recipients that get `envelope` now (a new set when any are held or muted; never mutated)."""
+    def screen(self, envelope: Envelope, recipients: set[Connection]) -> tuple[set[Connection], int]:
+        """The recipients that get `envelope` now (a new set when any are held or muted; never mutated), and how
+        many were held for it until their user's preferences are known."""
         out = recipients
+        held: list[Connection] = []
         waiting = self._waiting
         if waiting:  # walk the smaller side: a connect storm can leave many streams loading at once
             if len(recipients) < len(waiting):
@@ -129,7 +131,7 @@ class StreamPolicy:
                 muted = self._by_scope.get(envelope.type)
                 if muted:
                     out = out - muted
-        return out
+        return out, len(held)
 
     def allows(self, conn: Connection, envelope: Envelope) -> bool:
         """Whether `conn` may get `envelope` (the replay of a resumed stream asks this per event)."""

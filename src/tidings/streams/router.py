@@ -116,14 +116,16 @@ class Router:
         else:
             recipients = set().union(*(self._index.get(channel, ()) for channel in channels))
         policy = self.policy
+        held = 0
         if policy is not None and policy.active:  # something muted or loading here (else: no cost)
-            recipients = policy.screen(envelope, recipients)
+            recipients, held = policy.screen(envelope, recipients)
         for conn in recipients:
             conn.push(envelope)
-        metrics.observe_routed(envelope, len(recipients))
+        reached = len(recipients) + held  # a held stream gets it once its user's preferences are known
+        metrics.observe_routed(envelope, reached)
         if self.taps:
             for tap in self.taps:
-                tap(envelope, len(recipients))
+                tap(envelope, reached)
 
     def mark_dirty(self, conn: Connection) -> None:
         """Flush `conn` at the end of this loop iteration (one write per connection per burst of events)."""
