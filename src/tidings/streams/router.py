@@ -30,6 +30,7 @@ log = logging.getLogger("tidings.streams")
 
 STALLED_WRITE = 30.0  # a socket write blocked this long means the client stopped reading: cut it off
 TRIM_AFTER_BYTES = 8 << 20  # freed by cut or ended streams since the last trim: worth giving back
+_NOBODY: set[Connection] = set()
 
 
 class Router:
@@ -70,6 +71,10 @@ class Router:
     def connections(self) -> Iterator[Connection]:
         for queue in self._sessions.values():
             yield from queue
+
+    def members(self, channel: str) -> set[Connection]:
+        """The local connections on `channel` (the index's own set: do not change it)."""
+        return self._index.get(channel, _NOBODY)
 
     def add(self, conn: Connection, *, limit: int = 0) -> None:
         """Index a connection; beyond `limit` per user and endpoint the oldest is closed (a reloaded tab wins)."""
