@@ -191,7 +191,9 @@ class HubInbox:
         """The user's preferences changed (their mutes decide what counts)."""
         channels = [f"u:{user_id}"]
         self.cache.changed(channels)
-        self.live.changed(channels)
+        self.live.changed(
+            channels, quiet=True
+        )  # told only where the counts moved (apps without an inbox: never)
 
     def on_gap(self) -> None:
         """The bus lost messages: any inbox may have changed unheard (streams are reset and refetch)."""

@@ -12,8 +12,10 @@ streams then gets one frame without an id (a state, not history: a resumed strea
 
 Changes coalesce: a reader waiting to be counted is counted once however many changes arrive meanwhile, and a
 change landing while it is being counted counts it again after, so the last frame always carries the latest
-counts. A failing count (the database is down) is logged at most every `WARN_EVERY` seconds and dropped: the
-next change, or the client's own fetch on reconnect, brings the counts.
+counts. A change of the user's mutes (`quiet=True`) is told only to readers whose counts it changed from what
+they were last told — streams of apps that keep no inbox never see the event. A failing count (the database
+is down) is logged at most every `WARN_EVERY` seconds and dropped: the next change, or the client's own fetch
+on reconnect, brings the counts.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ log = logging.getLogger("tidings.streams")
 EVENT = "inbox.changed"
 ENDPOINTS = frozenset({"events", "admin"})  # the user streams (not the dashboard's feed)
 WARN_EVERY = 10.0
+MAX_TOLD = 100_000
 
 
 def counts_body(counts: Counts) -> dict[str, object]:
@@ -69,19 +72,21 @@ class InboxLive:
         self._counts = counts
         self._clock = clock
         self._concurrency = concurrency
-        self._dirty: dict[Reader, None] = {}  # readers to count, in arrival order
+        self._dirty: dict[Reader, bool] = {}  # readers to count, in arrival order: quiet?
+        self._told: dict[Reader, Counts] = {}  # what each reader's streams were told last
         self._busy: set[Reader] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._warned_at = float("-inf")
         self.sent = 0
 
-    def changed(self, channels: Iterable[str]) -> None:
-        """The inboxes on `channels` changed: count their readers here again and tell their streams."""
+    def changed(self, channels: Iterable[str], *, quiet: bool = False) -> None:
+        """The inboxes on `channels` changed: count their readers here again and tell their streams (`quiet`:
+        only if their counts differ from what they were told last)."""
         for conn in self._local(channels):
             reader = reader_of(conn)
             if reader is not None:
-                self._dirty[reader] = None
+                self._dirty[reader] = quiet and self._dirty.get(reader, True)
         if self._dirty:
             self._wake.set()
 
@@ -116,14 +121,15 @@ class InboxLive:
 
     async def _work(self) -> None:
         while True:
-            reader = self._next()
-            if reader is None:
+            found = self._next()
+            if found is None:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            reader, quiet = found
             self._busy.add(reader)
             try:
-                await self._tell(reader)
+                await self._tell(reader, quiet)
             finally:
                 self._busy.discard(reader)
                 if (
@@ -131,14 +137,14 @@ class InboxLive:
                 ):  # changed again meanwhile: a worker that found it busy went to sleep
                     self._wake.set()
 
-    def _next(self) -> Reader | None:
-        for reader in self._dirty:
+    def _next(self) -> tuple[Reader, bool] | None:
+        for reader, quiet in self._dirty.items():
             if reader not in self._busy:  # one count per reader at a time; a later change waits its turn
                 del self._dirty[reader]
-                return reader
+                return reader, quiet
         return None
 
-    async def _tell(self, reader: Reader) -> None:
+    async def _tell(self, reader: Reader, quiet: bool) -> None:
         try:
             counts = await self._counts(reader)
         except Exception as exc:  # the database: the next change or the client's own fetch brings the counts
@@ -147,8 +153,18 @@ class InboxLive:
                 self._warned_at = now
                 log.warning("inbox.changed: counting failed (%s); streams keep their last counts", exc)
             return
+        if quiet and self._told.get(reader, counts) == counts:
+            return
         frame = changed_frame(counts)
+        told = 0
         for conn in list(self._router.members(f"u:{reader.user_id}")):
             if conn.endpoint in ENDPOINTS and not conn.closed and reader_of(conn) == reader:
                 conn.send_comment(frame)
-                self.sent += 1
+                told += 1
+        self.sent += told
+        if told:
+            if len(self._told) >= MAX_TOLD:  # readers whose streams are gone: forgotten in bulk, rarely
+                self._told.clear()
+            self._told[reader] = counts
+        else:
+            self._told.pop(reader, None)
