@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from fixtures.db import PG_ADMIN_DSN
-from support import free_port
+from support import ManualClock, free_port
 from tidings import Hub, Settings
 from tidings.bus.memory import MemoryBus
 from tidings.errors import InboxNotStored, InvalidEvent, StoreUnavailable
@@ -91,10 +91,14 @@ async def test_inbox_true_takes_title_and_body_from_the_push_and_an_object_wins_
     assert (await hub.inbox.counts("ann")).by_category == {"orders": 1}
 
 
-async def test_an_inbox_item_without_text_or_with_a_script_link_is_refused_and_nothing_is_sent(hub: Hub) -> None:
+async def test_an_inbox_item_without_text_or_with_a_script_link_is_refused_and_nothing_is_sent(
+    hub: Hub,
+) -> None:
     seen = routed(hub)
     with pytest.raises(InvalidEvent) as refused:
-        await hub.publish_many([keep("ok", {"users": ["a"]}), {"type": "a.b", "to": {"users": ["a"]}, "inbox": True}])
+        await hub.publish_many(
+            [keep("ok", {"users": ["a"]}), {"type": "a.b", "to": {"users": ["a"]}, "inbox": True}]
+        )
     assert refused.value.field == "[1].inbox"
     with pytest.raises(InvalidEvent) as refused:
         await hub.publish("a.b", to={"users": ["a"]}, inbox={"title": "x", "url": "javascript:alert(1)"})
@@ -224,3 +228,21 @@ async def test_a_database_failure_after_the_send_names_the_events_and_keeps_noth
         assert await rows(hub) == (0, 0)
         await hub.publish("notes.posted", to={"users": ["ann"]}, inbox={"title": "kept"})  # the pool recovers
         assert await titles(hub, "ann") == ["kept"]
+
+
+async def test_the_runtimes_pruner_deletes_items_past_retention_and_beyond_each_users_cap(
+    make_settings: Callable[..., Settings], migrated_url: str
+) -> None:
+    clock = ManualClock()
+    settings = make_settings(database_url=migrated_url, inbox_retention_days=30, inbox_max_items_per_user=3)
+    hub = Hub(settings, clock=clock)
+    async with hub.lifespan():
+        await hub.publish_many([keep("old memo", {"roles": ["staff"]}), keep("old", {"users": ["ann"]})])
+        clock.advance(31 * 86400)
+        await hub.publish_many([keep(f"new {n}", {"users": ["ann"]}) for n in range(5)])
+        runtime = hub.runtime
+        assert runtime is not None
+        await runtime.prune_once()  # what its pruner runs every hour (`tidings worker`'s, or the server's)
+        assert await rows(hub) == (3, 3)
+        assert await titles(hub, Reader("ann", frozenset({"staff"}))) == ["new 4", "new 3", "new 2"]
+        assert (await hub.inbox.counts("ann")).unread == 3

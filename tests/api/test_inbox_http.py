@@ -93,7 +93,9 @@ async def test_list_counts_and_every_mark_over_http(
 
     r = await mark(client, me, "read", {"all": True})
     assert r.status_code == 200 and r.json()["counts"]["unread"] == 0
-    assert int(r.json()["up_to"]) >= int(ids["memo"])  # the newest item stored (anyone's: a cursor, not a list)
+    assert int(r.json()["up_to"]) >= int(
+        ids["memo"]
+    )  # the newest item stored (anyone's: a cursor, not a list)
     await publish(client, "later", {"users": ["ann"]})  # after mark-all: unread
     assert (await counts(client, me))["unread"] == 1
     assert (await counts(client, bearer(token, "bob")))["unread"] == 1  # bob's own is untouched

@@ -146,6 +146,7 @@ async def test_a_muted_type_silences_items_of_every_scope_of_that_type(store: In
     assert (await store.counts(alice, exclude_scopes={"conversation:2"})).unread == 3
     assert await titles(store, alice, exclude_scopes={"message.new", "orders.updated"}) == ["alarm"]
 
+
 async def test_counts_are_per_named_category(store: InboxStore) -> None:
     for category in ("orders", "orders", "chat", None):
         await store.add(item(f"{category}", category=category), users=["alice"])
