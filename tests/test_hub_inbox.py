@@ -234,7 +234,12 @@ async def test_the_runtimes_pruner_deletes_items_past_retention_and_beyond_each_
     make_settings: Callable[..., Settings], migrated_url: str
 ) -> None:
     clock = ManualClock()
-    settings = make_settings(database_url=migrated_url, inbox_retention_days=30, inbox_max_items_per_user=3)
+    settings = make_settings(
+        database_url=migrated_url,
+        inbox_retention_days=30,
+        inbox_max_items_per_user=3,
+        worker_in_process=False,
+    )  # no background pruner: this test runs the prune itself
     hub = Hub(settings, clock=clock)
     async with hub.lifespan():
         await hub.publish_many([keep("old memo", {"roles": ["staff"]}), keep("old", {"users": ["ann"]})])

@@ -50,6 +50,9 @@ class HubInbox:
         self._hub = hub
         self._load_preferences = load_preferences
         self.cache = CountsCache(clock=hub.clock)
+        # users' preferences as loaded for a count, kept like the counts; a change marks `p:<user>` (and `u:<user>`,
+        # the counts depend on the mutes), an item only `u:<user>`
+        self._prefs: dict[str, tuple[Preferences | None, int, float]] = {}
         self.live = InboxLive(hub.streams, self.counts, clock=hub.clock)
         self._origin = os.urandom(6).hex()  # this process's announcements, recognised when they come back
 
@@ -106,8 +109,17 @@ class HubInbox:
             known, prefs = policy.preferences(user_id)
             if known:
                 return prefs
+        channels, now = (f"p:{user_id}",), self._hub.clock()
+        kept = self._prefs.get(user_id)
+        if kept is not None and kept[2] > now and self.cache.unchanged(channels, kept[1]):
+            return kept[0]
+        started = self.cache.begin()
         with database_errors():
-            return await self._load_preferences(user_id)
+            prefs = await self._load_preferences(user_id)
+        if len(self._prefs) >= self.cache.max_entries:
+            self._prefs.clear()  # bounded; those still needed are loaded again
+        self._prefs[user_id] = (prefs, started, now + self.cache.ttl)
+        return prefs
 
     # --- writes ------------------------------------------------------------------------------------------
 
@@ -189,15 +201,17 @@ class HubInbox:
 
     def on_preferences(self, user_id: str) -> None:
         """The user's preferences changed (their mutes decide what counts)."""
-        channels = [f"u:{user_id}"]
-        self.cache.changed(channels)
-        self.live.changed(
-            channels, quiet=True
-        )  # told only where the counts moved (apps without an inbox: never)
+        self.cache.changed(preference_channels(user_id))
+        self.live.changed([f"u:{user_id}"], quiet=True)  # told only where counts moved (no inbox: never)
 
     def on_gap(self) -> None:
         """The bus lost messages: any inbox may have changed unheard (streams are reset and refetch)."""
         self.cache.clear()
+
+
+def preference_channels(user_id: str) -> list[str]:
+    """What a change of the user's preferences changes: their preferences, and their counts."""
+    return [f"p:{user_id}", f"u:{user_id}"]
 
 
 def _item(event: EventIn) -> NewItem:

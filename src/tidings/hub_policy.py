@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from . import wire
 from .errors import BusUnavailable
-from .hub_inbox import HubInbox
+from .hub_inbox import HubInbox, preference_channels
 from .policy.live import LivePreferences
 from .streams.debounce import StreamDebounce
 from .streams.mutes import StreamPolicy
@@ -55,8 +55,10 @@ class HubPolicy:
             log.warning("presence: %s; retrying in the background", exc)
             joining = asyncio.create_task(_join_eventually(presence), name="tidings-presence-join")
         await streams.start()
+        inbox = HubInbox(hub, runtime.inbox, runtime.preferences.get)
 
         async def changed(user_id: str) -> None:
+            inbox.cache.changed(preference_channels(user_id))  # here at once; elsewhere when the bus says
             await hub.bus.publish([wire.control_message("preferences", {"user_id": user_id})])
 
         debounce = StreamDebounce(
@@ -67,7 +69,6 @@ class HubPolicy:
             poll_seconds=hub.settings.debounce_poll_seconds,
         )
         await debounce.start()
-        inbox = HubInbox(hub, runtime.inbox, runtime.preferences.get)
         inbox.start()
         return cls(LivePreferences(runtime.preferences, runtime.held, changed), debounce, inbox, joining)
 

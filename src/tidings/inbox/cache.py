@@ -102,8 +102,10 @@ class CountsCache:
         self._changed.clear()
         self._entries.clear()
 
+    def unchanged(self, channels: Iterable[str], started: int) -> bool:
+        """Whether none of `channels` changed since tick `started` (for values kept beside the counts)."""
+        floor, changed = self._floor, self._changed
+        return floor <= started and all(changed.get(channel, floor) <= started for channel in channels)
+
     def _unchanged(self, entry: _Entry) -> bool:
-        floor, changed, started = self._floor, self._changed, entry.started
-        if floor > started:
-            return False
-        return all(changed.get(channel, floor) <= started for channel in entry.channels)
+        return self.unchanged(entry.channels, entry.started)
