@@ -5,7 +5,9 @@ store's public calls from this process (asyncpg through SQLAlchemy, as the hub w
 time, the operations of a group taking turns so a burst of foreign load hits all of them alike: over many
 random users a first page, pages 1-3, an unread-only page and counts, for readers without and with the role
 that 1,000 role-wide items address; marking all read for users of 10 to 100,000 items; publishing an item to
-one user, one role, everyone, ten users (with the rows each writes); then one prune.
+one user, one role, everyone, ten users (with the rows each writes); the same through the hub
+(`bench/inbox_hub.py`: counts as `hub.inbox.counts` answers them, `hub.publish`, the live fan-out); then one
+prune.
 
 Targets (issue 14): list and counts p99 < 10 ms; mark-all-read flat in the inbox size; publishing to a role
 costs what publishing to one user costs. The machine is shared: `uptime` before and after is printed, and
@@ -51,7 +53,7 @@ def _pct(values: list[float], q: float) -> float:
 Op = Callable[[], Awaitable[object]]
 
 
-async def _round_robin(ops: list[tuple[str, Op, str]], samples: int, budget: float = 60) -> list[Row]:
+async def _round_robin(ops: list[tuple[str, Op, str]], samples: int, budget: float = 120) -> list[Row]:
     """Time each op `samples` times, taking turns, so a burst of foreign load hits every row alike."""
     for _ in range(min(50, samples)):  # warm the statement cache, the plans and the connection pool
         for _name, op, _note in ops:
@@ -203,6 +205,9 @@ async def run(shape: Shape, samples: int, plans: bool) -> None:
             rows += await _db(store, data, samples // 2)
             rows += await _marks(store, samples)
             rows += await _publish(store, samples)
+            from bench.inbox_hub import hub_rows
+
+            rows += await hub_rows(url, data, samples, _round_robin, Row)
             rows += await _prune(store)
             print(_table(rows), flush=True)
             if plans:
