@@ -2,7 +2,8 @@
 
 - Counts as the hub answers them: from its counts cache while nothing changed (warm), after a change to the
   reader's inbox (a new item for the user, or a role item: one query, the preferences still known), and a
-  user's first count (the preferences loaded too).
+  user's first count (the preferences loaded too), beside the store's own count in the same group (operations
+  of a group take turns, so foreign load on the shared host hits all alike).
 - Publishing an event kept in inboxes through `hub.publish` (bus, the transaction around it, the
   announcement), to one user, a role and everyone, beside the same event not kept.
 - The live fan-out: one broadcast item with 1,000 users' streams open on this process, until every stream
@@ -23,7 +24,7 @@ from typing import Any
 from bench.inbox_load import ROLE, DataSet
 from tidings import Hub, Settings
 from tidings.auth import Principal
-from tidings.inbox import Reader
+from tidings.inbox import NewItem, Reader
 
 Op = Callable[[], Awaitable[object]]
 RoundRobin = Callable[[list[tuple[str, Op, str]], int], Awaitable[list[Any]]]
@@ -65,7 +66,9 @@ async def _counts_ops(hub: Hub, users: int) -> list[tuple[str, Op, str]]:
     async def first(reader_of: Callable[[int], Reader] = lambda n: Reader(f"user-{n:05d}")) -> object:
         return await hub.inbox.counts(reader_of(rng.randrange(users)))
 
+    store = hub.inbox.store
     return [
+        ("store counts, reader with role (no cache)", lambda: store.counts(rng.choice(staff)), "reference"),
         ("hub counts, nothing changed (cached)", lambda: hub.inbox.counts(rng.choice(warm)), "200 readers"),
         ("hub counts after an item for the reader", after_item, "1 query"),
         ("hub counts after a role item, reader with role", after_role_item, "1 query"),
@@ -84,7 +87,11 @@ def _publish_ops(hub: Hub) -> list[tuple[str, Op, str]]:
             }
         return lambda: hub.publish_many([event])
 
+    item = NewItem(
+        event_id="1-0", type="orders.updated", title="Order shipped", body="It left the warehouse."
+    )
     return [
+        ("store add to one user", lambda: hub.inbox.store.add(item, users=["user-00001"]), "reference"),
         ("hub.publish to one user, not kept", kept({"users": ["user-00001"]}, inbox=False), "reference"),
         ("hub.publish to one user, kept", kept({"users": ["user-00001"]}), ""),
         (f"hub.publish to role {ROLE!r}, kept", kept({"roles": [ROLE]}), ""),
