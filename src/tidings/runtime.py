@@ -161,6 +161,7 @@ class Runtime:
         if self._owned_queue:
             await self.queue.close()
         await self.tickets.close()
+        await self.inbox.close()
         if self._owned_engine:
             await self.engine.dispose()
 

@@ -37,10 +37,14 @@ class Counting:
         return self.value
 
 
-def stream(router: Router, user: str, *roles: str, topics: tuple[str, ...] = (), endpoint: str = "events") -> Connection:
+def stream(
+    router: Router, user: str, *roles: str, topics: tuple[str, ...] = (), endpoint: str = "events"
+) -> Connection:
     principal = Principal(user, frozenset(roles), topics=TopicGrants(frozenset(topics)))
     channels = ["*", f"u:{user}", *(f"r:{r}" for r in roles)] if endpoint != "feed" else []
-    conn = Connection(principal, channels, endpoint=endpoint, limits=BufferLimits(), clock=ManualClock(frozen_at=T0))
+    conn = Connection(
+        principal, channels, endpoint=endpoint, limits=BufferLimits(), clock=ManualClock(frozen_at=T0)
+    )
     router.add(conn)
     return conn
 
