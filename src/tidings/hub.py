@@ -321,16 +321,8 @@ class Hub:
         channels = [wire.BROADCAST, f"u:{principal.user_id}", *roles, *(f"t:{t}" for t in topics)]
         lifetime = self.settings.stream_max_lifetime
         deadline = self.clock() + lifetime * (0.9 + 0.2 * random.random()) if lifetime else None  # no herd
-        conn = Connection(
-            principal,
-            channels,
-            endpoint=endpoint,
-            limits=self._buffer_limits,
-            clock=self.clock,
-            deadline=deadline,
-            ip=ip,
-            replaying=replaying,
-        )
+        conn = Connection(principal, channels, endpoint=endpoint, limits=self._buffer_limits, clock=self.clock,
+                          deadline=deadline, ip=ip, replaying=replaying)  # fmt: skip
         self.streams.add(conn, limit=limit)
         return conn
 

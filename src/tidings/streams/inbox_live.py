@@ -37,7 +37,7 @@ from .router import Router
 log = logging.getLogger("tidings.streams")
 
 EVENT = "inbox.changed"
-ENDPOINTS = frozenset({"events", "admin"})  # the user streams (not the dashboard's feed)
+NOT_TOLD = frozenset({"feed"})  # the dashboard's feed is not a user's stream (every other endpoint is)
 WARN_EVERY = 10.0
 MAX_TOLD = 100_000
 
@@ -102,7 +102,7 @@ class InboxLive:
             found.update(
                 c for c in self._router.connections() if not topics.isdisjoint(c.principal.topics.exact)
             )
-        return {c for c in found if c.endpoint in ENDPOINTS and not c.closed}
+        return {c for c in found if c.endpoint not in NOT_TOLD and not c.closed}
 
     def start(self) -> None:
         if not self._tasks:
@@ -158,7 +158,7 @@ class InboxLive:
         frame = changed_frame(counts)
         told = 0
         for conn in list(self._router.members(f"u:{reader.user_id}")):
-            if conn.endpoint in ENDPOINTS and not conn.closed and reader_of(conn) == reader:
+            if conn.endpoint not in NOT_TOLD and not conn.closed and reader_of(conn) == reader:
                 conn.send_comment(frame)
                 told += 1
         self.sent += told

@@ -72,10 +72,6 @@ class Router:
         for queue in self._sessions.values():
             yield from queue
 
-    def members(self, channel: str) -> set[Connection]:
-        """The local connections on `channel` (the index's own set: do not change it)."""
-        return self._index.get(channel, _NOBODY)
-
     def add(self, conn: Connection, *, limit: int = 0) -> None:
         """Index a connection; beyond `limit` per user and endpoint the oldest is closed (a reloaded tab wins)."""
         for channel in conn.channels:
@@ -107,6 +103,10 @@ class Router:
                 self.policy.removed(conn)
         if not self._sessions:
             self._empty.set()
+
+    def members(self, channel: str) -> set[Connection]:
+        """The local connections on `channel` (the index's own set: do not change it)."""
+        return self._index.get(channel, _NOBODY)
 
     def route(self, envelope: Envelope) -> None:
         """Hand one event's frame to every local recipient; called in id order."""
