@@ -16,7 +16,7 @@ from fixtures.db import PG_ADMIN_DSN
 from support import ManualClock, free_port
 from tidings import Hub, Settings
 from tidings.bus.memory import MemoryBus
-from tidings.errors import InboxNotStored, InvalidEvent, StoreUnavailable
+from tidings.errors import InboxNotStored, InvalidEvent, NotStarted, StoreUnavailable
 from tidings.events import EventIn
 from tidings.inbox import Counts, Reader
 from tidings.inbox.tables import inbox_entries, inbox_items
@@ -251,3 +251,11 @@ async def test_the_runtimes_pruner_deletes_items_past_retention_and_beyond_each_
         assert await rows(hub) == (3, 3)
         assert await titles(hub, Reader("ann", frozenset({"staff"}))) == ["new 4", "new 3", "new 2"]
         assert (await hub.inbox.counts("ann")).unread == 3
+
+
+async def test_an_event_asking_to_be_kept_is_refused_by_a_hub_that_is_not_started(
+    make_settings: Callable[..., Settings],
+) -> None:
+    hub = Hub(make_settings())
+    with pytest.raises(NotStarted):  # not published without its item: that would be a silent loss
+        await hub.publish("notes.posted", to={"users": ["ann"]}, inbox={"title": "t"})

@@ -259,7 +259,7 @@ class Hub:
         was sent; PushNotQueued / InboxNotStored: the streams got them, their pushes / inbox items were not kept."""
         now = datetime.fromtimestamp(self.clock(), UTC)
         send = functools.partial(self._send, events, now)
-        inbox = self._policy.inbox if self._policy is not None and any(e.inbox for e in events) else None
+        inbox = self.inbox if any(e.inbox for e in events) else None  # NotStarted rather than not kept
         ids, unkept = await inbox.publish(events, send) if inbox is not None else (await send(), None)
         logging_publishes = log.isEnabledFor(logging.INFO)  # the extra dict per event costs even when dropped
         for event, event_id in zip(events, ids, strict=True):
