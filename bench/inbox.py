@@ -5,7 +5,9 @@ store's public calls from this process (asyncpg through SQLAlchemy, as the hub w
 time, the operations of a group taking turns so a burst of foreign load hits all of them alike: over many
 random users a first page, pages 1-3, an unread-only page and counts, for readers without and with the role
 that 1,000 role-wide items address; marking all read for users of 10 to 100,000 items; publishing an item to
-one user, one role, everyone, ten users (with the rows each writes); then one prune.
+one user, one role, everyone, ten users (with the rows each writes); the same through the hub
+(`bench/inbox_hub.py`: counts as `hub.inbox.counts` answers them, `hub.publish`, the live fan-out); then one
+prune.
 
 Targets (issue 14): list and counts p99 < 10 ms; mark-all-read flat in the inbox size; publishing to a role
 costs what publishing to one user costs. The machine is shared: `uptime` before and after is printed, and
@@ -51,7 +53,7 @@ def _pct(values: list[float], q: float) -> float:
 Op = Callable[[], Awaitable[object]]
 
 
-async def _round_robin(ops: list[tuple[str, Op, str]], samples: int, budget: float = 60) -> list[Row]:
+async def _round_robin(ops: list[tuple[str, Op, str]], samples: int, budget: float = 120) -> list[Row]:
     """Time each op `samples` times, taking turns, so a burst of foreign load hits every row alike."""
     for _ in range(min(50, samples)):  # warm the statement cache, the plans and the connection pool
         for _name, op, _note in ops:
@@ -101,10 +103,11 @@ async def _reads(store: InboxStore, bare: InboxStore, data: DataSet, samples: in
         ]
     big = Reader("size-100k", frozenset({ROLE}))
     ops.append(("counts, 100,000-item user + role", lambda: store.counts(big), "window capped at 1,000"))
-    # The same calls on an engine without pool_pre_ping (tidings.db turns it on for PostgreSQL): the ping is a
-    # round trip of its own per call, and on a loaded host every round trip waits for a CPU twice.
+    # The same calls as the store made them before its reads had a pool of their own: through the engine's pool,
+    # whose pre-ping (tidings.db turns it on for PostgreSQL) is a round trip of its own per call, and on a
+    # loaded host every round trip waits for a CPU twice.
     pick = _readers(data.shape.users, True, seed=9)
-    note = "engine without pool_pre_ping"
+    note = "before: reads through the engine's pool (pre-ping: 2 round trips)"
     ops.append((f"list first page ({PAGE}), reader with role", lambda: bare.list(pick(), limit=PAGE), note))
     ops.append(("counts, reader with role", lambda: bare.counts(pick()), note))
     return await _round_robin(ops, samples, budget=120)
@@ -196,20 +199,24 @@ async def run(shape: Shape, samples: int, plans: bool) -> None:
             flush=True,
         )
         engine = db.create_engine(url, pool_size=2)
-        bare_engine = db.create_engine(url, pool_size=1, pool_pre_ping=False)
-        store, bare = InboxStore(engine), InboxStore(bare_engine)
+        store, bare = InboxStore(engine), InboxStore(engine)
+        await bare.close()
+        bare._reads = engine.execution_options(isolation_level="AUTOCOMMIT")  # as before (see _reads)
         try:
             rows = await _reads(store, bare, data, samples)
             rows += await _db(store, data, samples // 2)
             rows += await _marks(store, samples)
             rows += await _publish(store, samples)
+            from bench.inbox_hub import hub_rows
+
+            rows += await hub_rows(url, data, samples, _round_robin, Row)
             rows += await _prune(store)
             print(_table(rows), flush=True)
             if plans:
                 print("\n" + await explain(store))
         finally:
+            await store.close()
             await engine.dispose()
-            await bare_engine.dispose()
     print(f"after: {_uptime()}", flush=True)
 
 

@@ -30,7 +30,11 @@ from sqlalchemy import Connection, MetaData, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-__all__ = ["alembic_config", "create_engine", "current", "is_sqlite", "metadata", "upgrade", "write_tx"]
+from .errors import SchemaNotReady
+
+__all__ = [
+    "alembic_config", "create_engine", "current", "is_sqlite", "metadata", "prepare_schema", "upgrade", "write_tx",
+]  # fmt: skip
 
 # Deterministic constraint names keep Alembic autogenerate/`check` stable across SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -171,3 +175,18 @@ def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def prepare_schema(engine: AsyncEngine, *, require: bool) -> None:
+    """At start: with `require` (worker processes) refuse a stale schema; else bring SQLite's up to date (embedded
+    mode keeps its own schema current; PostgreSQL is migrated by an operator, `tidings db upgrade`)."""
+    url = engine.url.render_as_string(hide_password=False)
+    if require:  # fail at start with the fix, rather than dead-letter every job on "no such table"
+        found, head = await current(url, engine=engine), head_revision()
+        if found != head:
+            raise SchemaNotReady(
+                f"the database schema is at {found or 'nothing'}, this process needs {head}: "
+                "run `tidings db upgrade` (or start `tidings serve` once with SQLite)"
+            )
+    elif is_sqlite(url):
+        await upgrade(url, engine=engine)

@@ -10,6 +10,7 @@ TidingsError
 │   └── PushNotQueued    the streams got the events, their push jobs could not be queued (→ 503, ids named)
 ├── NotFound             something the caller named does not exist for them (→ 404)
 ├── StoreUnavailable     the database is busy, unreachable, or dropped the connection (→ 503)
+│   └── InboxNotStored   the streams got the events, the inbox could not keep them (→ 503, ids named)
 ├── NotStarted           a hub used outside its lifespan
 ├── PolicyViolation      input that is well-formed but not allowed (a device endpoint off the allow-list, ...)
 ├── SchemaNotReady       the database is not at the newest migration
@@ -84,6 +85,18 @@ class NotFound(TidingsError):
 
 class StoreUnavailable(TidingsError):
     """The database cannot answer now (busy, unreachable, connection lost); answer 503 and let the client retry."""
+
+
+class InboxNotStored(StoreUnavailable):
+    """Events reached the streams but the database failed before their inbox items were kept: say which, so a
+    publisher knows what a retry would duplicate on the streams."""
+
+    def __init__(self, event_ids: list[str]) -> None:
+        super().__init__(
+            f"events {', '.join(event_ids)} reached the streams (and their pushes the queue), but the inbox "
+            "could not keep them: the database failed"
+        )
+        self.event_ids = event_ids
 
 
 class NotStarted(TidingsError):

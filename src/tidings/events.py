@@ -1,5 +1,5 @@
 """The event model: what a publisher may send (`EventIn`, its `Audience`, `PushSpec` and `DebounceSpec`),
-validated strictly.
+validated strictly; `InboxSpec`, what an event kept in inboxes shows.
 
 This is the bottom of the package: it imports nothing of ours but `errors`/`config`. Checks that need a higher
 layer (does a push payload fit every provider?) come in through the validation context (`Limits.push_fits`),
@@ -18,6 +18,7 @@ import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -51,6 +52,13 @@ def reserved_key(key: str) -> bool:
     return key in RESERVED_KEYS or key.lower().startswith(RESERVED_PREFIXES)
 
 
+def _badge(value: Any) -> Any:
+    # checked here so a bad value gets one plain message, not one per member of the union
+    if value is None or value == "unread" or (type(value) is int and value >= 0):
+        return value
+    raise ValueError('badge must be a number >= 0 or "unread"')
+
+
 class PushSpec(BaseModel):
     """How an event becomes a push: silent (the app refreshes) or an alert the user sees."""
 
@@ -59,7 +67,13 @@ class PushSpec(BaseModel):
     mode: Literal["silent", "alert"] = "silent"
     title: str | None = Field(None, max_length=256)
     body: str | None = Field(None, max_length=2048)
-    badge: int | None = Field(None, ge=0)
+    # a number, or "unread": the user's unread inbox count at send time (APNs badge, FCM/Web Push data)
+    badge: Annotated[
+        int | Literal["unread"] | None,
+        BeforeValidator(
+            _badge, json_schema_input_type=Annotated[int, Field(ge=0)] | Literal["unread"] | None
+        ),
+    ] = None
     sound: str | None = Field(None, max_length=256)
     thread_id: str | None = Field(None, max_length=64)
     collapse_key: str | None = Field(None, max_length=64)  # APNs apns-collapse-id allows 64 bytes
@@ -131,8 +145,59 @@ class DebounceSpec(BaseModel):
     max_wait: Window | None = None
 
 
+CATEGORY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,63}$"
+_LINK = re.compile(r"^(https?://[^\s/?#]+|/(?!/))[^\s\x00-\x1f\x7f]*$")
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _link(value: str) -> str:
+    # Shown as a link by clients (the dashboard, an app's inbox): no javascript: or data: URLs.
+    if not _LINK.fullmatch(value):
+        raise ValueError("must be an http(s) URL or a path starting with /")
+    return value
+
+
+Link = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_link)]
+
+
+class InboxSpec(BaseModel):
+    """What an event kept in its recipients' inboxes shows. `inbox: true` is this with the push spec's title
+    and body; a title or body given here wins over the push's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: Annotated[str, StringConstraints(max_length=256), AfterValidator(_no_nul)] | None = None
+    body: Annotated[str, StringConstraints(max_length=4096), AfterValidator(_no_nul)] | None = None
+    url: Link | None = None  # where the item leads when opened
+    icon: Link | None = None
+    category: Annotated[str, StringConstraints(pattern=CATEGORY_PATTERN)] | None = None  # counted apart
+    data: dict[str, Any] | None = None  # a small JSON object for the app (at most TIDINGS_MAX_DATA_BYTES)
+
+    @field_validator("data")
+    @classmethod
+    def _small(cls, data: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        if data is not None:
+            _check_size(data, _limits(info).max_data_bytes)
+        return data
+
+
 PushFitCheck = Callable[[PushSpec, str, Mapping[str, Any]], None]
 """Raises ValueError (naming the provider and sizes) when an event's push payload cannot fit a provider."""
+
+
+def _inbox_shorthand(value: Any) -> Any:
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    if value is None or isinstance(value, dict | InboxSpec):
+        return value
+    raise ValueError("inbox must be true, false or an object")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +207,15 @@ class Limits:
     max_data_bytes: int = 4096
     max_audience: int = 1000
     push_fits: PushFitCheck | None = None  # filled in by the hub from the push layer
+
+
+def _check_size(data: dict[str, Any], limit: int) -> None:
+    try:
+        size = len(orjson.dumps(data))
+    except TypeError as exc:  # only reachable from Python callers passing non-JSON values
+        raise ValueError(f"data is not JSON-serialisable: {exc}") from exc
+    if size > limit:
+        raise ValueError(f"data is {size} bytes once encoded; the limit is {limit}")
 
 
 def _limits(info: ValidationInfo) -> Limits:
@@ -205,17 +279,31 @@ class EventIn(BaseModel):
     critical: bool = False
     debounce: DebounceSpec | None = None
 
+    # Kept in the recipients' inboxes (tidings.inbox): `true` (the push spec's title and body) or an object.
+    # After validation: an InboxSpec with its title and body filled in, or None.
+    inbox: Annotated[
+        InboxSpec | None, BeforeValidator(_inbox_shorthand, json_schema_input_type=bool | InboxSpec | None)
+    ] = None
+
     @field_validator("data")
     @classmethod
     def _small(cls, data: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        limit = _limits(info).max_data_bytes
-        try:
-            size = len(orjson.dumps(data))
-        except TypeError as exc:  # only reachable from Python callers passing non-JSON values
-            raise ValueError(f"data is not JSON-serialisable: {exc}") from exc
-        if size > limit:
-            raise ValueError(f"data is {size} bytes once encoded; the limit is {limit}")
+        _check_size(data, _limits(info).max_data_bytes)
         return data
+
+    @field_validator("inbox")
+    @classmethod
+    def _kept(cls, spec: InboxSpec | None, info: ValidationInfo) -> InboxSpec | None:
+        if spec is None:
+            return None
+        push = info.data.get("push")
+        title = spec.title if spec.title is not None else getattr(push, "title", None)
+        body = spec.body if spec.body is not None else getattr(push, "body", None)
+        if not (title or body):
+            raise ValueError(
+                "an inbox item needs a title or a body: give inbox.title, or a push with a title"
+            )
+        return spec.model_copy(update={"title": title or "", "body": body or ""})
 
     @field_validator("occurred_at")
     @classmethod

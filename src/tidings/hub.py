@@ -12,6 +12,7 @@ The HTTP layer (`tidings.api`) puts routes in front of it (`tidings.api.mount(ap
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -49,6 +50,7 @@ from .streams.router import Router
 if TYPE_CHECKING:
     from .delivery.log import DeliveryLog
     from .delivery.queue import Queue
+    from .hub_inbox import HubInbox
     from .otel import OtlpBridge
     from .policy.live import LivePreferences
     from .policy.presence import Presence
@@ -202,6 +204,13 @@ class Hub:
         return self._policy.preferences
 
     @property
+    def inbox(self) -> HubInbox:
+        """Users' notification inboxes: list, counts, mark; changes reach their streams on every process."""
+        self._started()
+        assert self._policy is not None
+        return self._policy.inbox
+
+    @property
     def verifier(self) -> TokenVerifier:
         if self._verifier is None:
             raise NotStarted("the hub is not started: its token verifier is built at start")
@@ -220,11 +229,12 @@ class Hub:
         scope: str | None = None,
         critical: bool = False,
         debounce: Any = None,
+        inbox: Any = None,
     ) -> str:
         """Publish one event; returns its id (a debounced one's too: see streams/debounce.py). InvalidEvent
         names the bad field."""
         event = {"type": type, "data": dict(data or {}), "to": to, "occurred_at": occurred_at, "push": push}
-        policy = {"scope": scope, "critical": critical or None, "debounce": debounce}
+        policy = {"scope": scope, "critical": critical or None, "debounce": debounce, "inbox": inbox}
         event.update((k, v) for k, v in policy.items() if v is not None)  # unset: as if not given
         return (await self.publish_many([event]))[0]
 
@@ -248,21 +258,12 @@ class Hub:
         return events
 
     async def publish_events(self, events: Sequence[EventIn]) -> list[str]:
-        """Assign ids and send validated events. BusUnavailable if the bus cannot take them; PushNotQueued if
-        the streams got them but their push jobs could not be queued."""
+        """Assign ids, send validated events, keep those asking for it in inboxes. Bus/StoreUnavailable: nothing
+        was sent; PushNotQueued / InboxNotStored: the streams got them, their pushes / inbox items were not kept."""
         now = datetime.fromtimestamp(self.clock(), UTC)
-        debounce = self._policy.debounce if self._policy is not None else None
-        if debounce is not None and debounce.applies(events):  # windows first (see streams/debounce.py)
-            ids = await debounce.publish(events, now)
-        else:
-            ids = await self.bus.publish(
-                [
-                    wire.encode_tail(
-                        e.type, e.to.channels(), e.public(now), scope=e.scope, critical=e.critical
-                    )
-                    for e in events
-                ]
-            )
+        send = functools.partial(self._send, events, now)
+        inbox = self.inbox if any(e.inbox for e in events) else None  # NotStarted rather than not kept
+        ids, unkept = await inbox.publish(events, send) if inbox is not None else (await send(), None)
         logging_publishes = log.isEnabledFor(logging.INFO)  # the extra dict per event costs even when dropped
         for event, event_id in zip(events, ids, strict=True):
             metrics.events_published_total.labels(event.type).inc()
@@ -275,7 +276,17 @@ class Hub:
             except BusUnavailable as exc:
                 log.error("push jobs not queued", extra={"event_ids": ids, "reason": str(exc)})
                 raise PushNotQueued(ids) from exc
+        if unkept is not None:  # raised after the pushes were queued: they were the publisher's to send
+            raise unkept
         return ids
+
+    async def _send(self, events: Sequence[EventIn], now: datetime) -> list[str]:
+        debounce = self._policy.debounce if self._policy is not None else None
+        if debounce is not None and debounce.applies(events):  # windows first (see streams/debounce.py)
+            return await debounce.publish(events, now)
+        tails = [wire.encode_tail(e.type, e.to.channels(), e.public(now), scope=e.scope, critical=e.critical)
+                 for e in events]  # fmt: skip
+        return await self.bus.publish(tails)
 
     # --- streams -------------------------------------------------------------------------------------------
 
@@ -309,24 +320,12 @@ class Hub:
         replaying: bool,
     ) -> Connection:
         """Register a new stream with the router (its events start queueing at once)."""
-        channels = [
-            wire.BROADCAST,
-            f"u:{principal.user_id}",
-            *(f"r:{r}" for r in principal.roles),
-            *(f"t:{t}" for t in topics),
-        ]
+        roles = (f"r:{r}" for r in principal.roles)
+        channels = [wire.BROADCAST, f"u:{principal.user_id}", *roles, *(f"t:{t}" for t in topics)]
         lifetime = self.settings.stream_max_lifetime
         deadline = self.clock() + lifetime * (0.9 + 0.2 * random.random()) if lifetime else None  # no herd
-        conn = Connection(
-            principal,
-            channels,
-            endpoint=endpoint,
-            limits=self._buffer_limits,
-            clock=self.clock,
-            deadline=deadline,
-            ip=ip,
-            replaying=replaying,
-        )
+        conn = Connection(principal, channels, endpoint=endpoint, limits=self._buffer_limits, clock=self.clock,
+                          deadline=deadline, ip=ip, replaying=replaying)  # fmt: skip
         self.streams.add(conn, limit=limit)
         return conn
 
@@ -362,6 +361,8 @@ class Hub:
             self.streams.route(envelope)
 
     def _on_control(self, envelope: wire.Envelope) -> None:
+        if self._policy is not None:  # preferences and inbox changes (a gap empties the inbox's counts cache)
+            self._policy.on_control(self, envelope)
         if envelope.type == wire.GAP:
             # the bus lost events it could not catch up on: no stream may go on as if nothing happened
             self._gaps.on_gap(envelope.body)
@@ -372,8 +373,6 @@ class Hub:
                 lambda c: c.principal.user_id == user_id and (jti is None or c.principal.jti == jti),
                 "revoked",
             )
-        elif envelope.type == "tidings.preferences" and self.streams.policy is not None:
-            self.streams.policy.invalidate(str(envelope.body["user_id"]))
 
     # --- delivery policy -----------------------------------------------------------------------------------
 

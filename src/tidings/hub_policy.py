@@ -1,10 +1,11 @@
-"""The hub's delivery-policy parts, built at start from the runtime and stopped with the hub.
+"""The hub's delivery-policy parts (and its inbox), built at start from the runtime and stopped with the hub.
 
 - presence: this process's streams count cluster-wide (the router reports opens and closes);
 - the router's mute filter (`streams/mutes.py`), fed by the preferences store and told of changes by the
   bus's control message `tidings.preferences`;
 - `hub.preferences` (`policy/live.py`): writes publish that control message;
-- the stream debounce (`streams/debounce.py`) and its flusher, which runs in every serving process.
+- the stream debounce (`streams/debounce.py`) and its flusher, which runs in every serving process;
+- `hub.inbox` (hub_inbox.py): its counts depend on the mutes, and it hears of inbox changes on the bus.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from . import wire
 from .errors import BusUnavailable
+from .hub_inbox import HubInbox, preference_channels
 from .policy.live import LivePreferences
 from .streams.debounce import StreamDebounce
 from .streams.mutes import StreamPolicy
@@ -33,6 +35,7 @@ log = logging.getLogger("tidings.hub")
 class HubPolicy:
     preferences: LivePreferences
     debounce: StreamDebounce
+    inbox: HubInbox
     _joining: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -52,8 +55,10 @@ class HubPolicy:
             log.warning("presence: %s; retrying in the background", exc)
             joining = asyncio.create_task(_join_eventually(presence), name="tidings-presence-join")
         await streams.start()
+        inbox = HubInbox(hub, runtime.inbox, runtime.preferences.get)
 
         async def changed(user_id: str) -> None:
+            inbox.cache.changed(preference_channels(user_id))  # here at once; elsewhere when the bus says
             await hub.bus.publish([wire.control_message("preferences", {"user_id": user_id})])
 
         debounce = StreamDebounce(
@@ -64,9 +69,23 @@ class HubPolicy:
             poll_seconds=hub.settings.debounce_poll_seconds,
         )
         await debounce.start()
-        return cls(LivePreferences(runtime.preferences, runtime.held, changed), debounce, joining)
+        inbox.start()
+        return cls(LivePreferences(runtime.preferences, runtime.held, changed), debounce, inbox, joining)
+
+    def on_control(self, hub: Hub, envelope: wire.Envelope) -> None:
+        """A control message about preferences, inboxes or a gap (the hub resets streams and revokes)."""
+        if envelope.type == wire.GAP:
+            self.inbox.on_gap()
+        elif envelope.type == "tidings.preferences":
+            user_id = str(envelope.body["user_id"])
+            if hub.streams.policy is not None:
+                hub.streams.policy.invalidate(user_id)
+            self.inbox.on_preferences(user_id)
+        elif envelope.type == "tidings.inbox":
+            self.inbox.on_announcement(envelope.body)
 
     async def stop(self, hub: Hub) -> None:
+        await self.inbox.stop()
         if self._joining is not None:
             self._joining.cancel()
             with contextlib.suppress(asyncio.CancelledError):

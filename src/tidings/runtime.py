@@ -31,7 +31,9 @@ from .delivery.gate import Gate
 from .delivery.log import DeliveryLog
 from .delivery.queue import PushJob, Queue, create_queue
 from .delivery.runner import RunningWorker, worker_from_settings
-from .errors import BusUnavailable, SchemaNotReady
+from .errors import BusUnavailable
+from .inbox import InboxStore
+from .inbox.badges import UnreadBadges
 from .policy import (
     DebounceOptions,
     DebounceStore,
@@ -94,6 +96,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._gauges_at = float("-inf")
+        self.inbox = InboxStore.from_settings(engine, settings, clock=clock)
         self.preferences = PreferencesStore(engine, clock=clock, max_scopes=settings.preferences_max_scopes)
         self.held = HeldStore(engine, clock=clock, lease_seconds=settings.held_claim_lease_seconds)
         self.debounce_defaults: Mapping[str, DebounceDefault] = settings.debounce  # the hub adds its own
@@ -118,7 +121,7 @@ class Runtime:
         devices_given = devices
         engine = devices.engine if devices is not None else db.create_engine(settings.effective_database_url)
         try:
-            await _prepare_schema(engine, require=require_schema)
+            await db.prepare_schema(engine, require=require_schema)
         except BaseException:
             if devices_given is None:
                 await engine.dispose()
@@ -158,6 +161,7 @@ class Runtime:
         if self._owned_queue:
             await self.queue.close()
         await self.tickets.close()
+        await self.inbox.close()
         if self._owned_engine:
             await self.engine.dispose()
 
@@ -187,6 +191,12 @@ class Runtime:
             burst=burst,
             handle_signals=handle_signals,
             gate=self.gate,
+            badges=UnreadBadges(
+                self.inbox,
+                channels=self.devices.channels_of,
+                preferences=self.preferences.get_many,
+                clock=self.clock,
+            ),
         )
 
     def start_background(self) -> None:
@@ -209,11 +219,16 @@ class Runtime:
         return worker
 
     async def prune_once(self) -> None:
-        """Delete devices past their TTL and delivery rows past retention (idempotent; any process may)."""
+        """Delete devices past their TTL, delivery rows past retention, inbox items past retention or beyond a
+        user's cap (idempotent; any process may)."""
         await prune_once(self.devices)
         removed = await self.deliveries.prune()
         if removed:
             log.info("pruned %d delivery log rows", removed)
+        inbox = await self.inbox.prune()
+        if inbox.total:
+            log.info("pruned the inbox: %d expired items, %d entries over the cap, %d cursors", inbox.expired,
+                     inbox.capped, inbox.cursors)  # fmt: skip
 
     async def _prune_forever(self, every: float) -> None:
         while True:
@@ -372,16 +387,3 @@ async def opened(settings: Settings, **parts: object) -> AsyncIterator[Runtime]:
         yield runtime
     finally:
         await runtime.close()
-
-
-async def _prepare_schema(engine: AsyncEngine, *, require: bool) -> None:
-    url = engine.url.render_as_string(hide_password=False)
-    if require:  # fail at start with the fix, rather than dead-letter every job on "no such table"
-        current, head = await db.current(url, engine=engine), db.head_revision()
-        if current != head:
-            raise SchemaNotReady(
-                f"the database schema is at {current or 'nothing'}, this process needs {head}: "
-                "run `tidings db upgrade` (or start `tidings serve` once with SQLite)"
-            )
-    elif db.is_sqlite(url):
-        await db.upgrade(url, engine=engine)  # embedded mode keeps its own schema current

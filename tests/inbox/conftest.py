@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,5 +19,7 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def store(engine: AsyncEngine, clock: ManualClock) -> InboxStore:
-    return InboxStore(engine, clock=clock, retention_days=30, max_items_per_user=CAP, max_ids_per_request=50)
+async def store(engine: AsyncEngine, clock: ManualClock) -> AsyncIterator[InboxStore]:
+    inbox = InboxStore(engine, clock=clock, retention_days=30, max_items_per_user=CAP, max_ids_per_request=50)
+    yield inbox
+    await inbox.close()

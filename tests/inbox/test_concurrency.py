@@ -75,3 +75,24 @@ async def test_concurrent_mark_all_read_and_new_items_agree_with_the_cursor(stor
     # and marking all read now leaves nothing unread, newest included
     await store.mark(alice, "read", "all")
     assert (await store.counts(alice)).unread == 0
+
+
+# PostgreSQL only: SQLite has no server connection to lose.
+@pytest.mark.postgres
+@pytest.mark.parametrize("migrated_url", ["postgresql"], indirect=True)
+async def test_reads_survive_their_pooled_connections_being_killed(
+    store: InboxStore, engine: AsyncEngine
+) -> None:
+    # Reads skip the pool's pre-ping: a connection PostgreSQL dropped (a restart) shows at its next use, and
+    # the read is tried once more on a fresh one instead of failing.
+    await store.add(item("one"), users=["alice"])
+    assert (await store.counts(reader("alice"))).unread == 1  # a read connection is pooled now
+    async with engine.connect() as conn:
+        await conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    assert (await store.counts(reader("alice"))).unread == 1
+    assert [i.title for i in (await store.list(reader("alice"))).items] == ["one"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -99,3 +100,21 @@ async def test_prune_forgets_cursors_nobody_moved_within_the_retention(
 
 async def test_prune_on_an_empty_store(store: InboxStore) -> None:
     assert (await store.prune()).total == 0
+
+
+async def test_prunes_running_at_once_do_the_work_once_without_deadlocking(
+    store: InboxStore, engine: AsyncEngine, clock: ManualClock
+) -> None:
+    # every process runs the pruner: on PostgreSQL two deleting the same rows in other orders would deadlock
+    for user in ("alice", "bob", "carol"):
+        await store.add_many([(item(f"{user}{k}"), [f"u:{user}"]) for k in range(CAP + 20)])
+    await store.add_many([(item(f"shared{k}"), ["r:staff", "u:alice"]) for k in range(20)])
+    clock.advance(31 * DAY)
+    await store.add_many([(item(f"fresh{k}"), ["u:alice", "u:bob"]) for k in range(CAP + 5)])
+    now = datetime.fromtimestamp(clock.now, UTC)
+    reports = await asyncio.gather(
+        *(prune(engine, now=now, retention_days=30, cap=CAP, batch=7) for _ in range(3))
+    )
+    assert sum(r.expired for r in reports) == 3 * (CAP + 20) + 20
+    assert sum(r.capped for r in reports) == 2 * 5
+    assert (await table_rows(engine))["inbox_items"] == CAP  # the 5 oldest fresh ones lost both entries

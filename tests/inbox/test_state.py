@@ -136,6 +136,17 @@ async def test_excluded_scopes_do_not_count_unless_critical(store: InboxStore) -
     assert await titles(store, reader("alice"), exclude_scopes=muted) == ["plain", "order", "urgent"]
 
 
+async def test_a_muted_type_silences_items_of_every_scope_of_that_type(store: InboxStore) -> None:
+    await store.add(item("conversation 1", type="message.new", scope="conversation:1"), users=["alice"])
+    await store.add(item("conversation 2", type="message.new", scope="conversation:2"), users=["alice"])
+    await store.add(item("alarm", type="message.new", scope="conversation:3", critical=True), roles=["staff"])
+    await store.add(item("order", type="orders.updated", scope="orders.updated"), roles=["staff"])
+    alice = reader("alice", "staff")
+    assert (await store.counts(alice, exclude_scopes={"message.new"})) == Counts(unseen=2, unread=2)
+    assert (await store.counts(alice, exclude_scopes={"conversation:2"})).unread == 3
+    assert await titles(store, alice, exclude_scopes={"message.new", "orders.updated"}) == ["alarm"]
+
+
 async def test_counts_are_per_named_category(store: InboxStore) -> None:
     for category in ("orders", "orders", "chat", None):
         await store.add(item(f"{category}", category=category), users=["alice"])

@@ -79,3 +79,16 @@ test("Recent keeps the newest items, newest first", () => {
   recent.replace([9, 8, 7]);
   assert.deepEqual(recent.items, [9, 8]);
 });
+
+test("inboxState names an item's state for its reader, the unread dot first", () => {
+  assert.deepEqual(fmt.inboxState({ seen: false, read: false, archived: false }), ["unread", "good"]);
+  assert.deepEqual(fmt.inboxState({ seen: true, read: false, archived: false }), ["seen", "warn"]);
+  assert.deepEqual(fmt.inboxState({ seen: true, read: true, archived: false }), ["read", "muted"]);
+  assert.deepEqual(fmt.inboxState({ seen: true, read: true, archived: true }), ["archived", "muted"]);
+});
+
+test("countsText summarises inbox counts, categories sorted", () => {
+  assert.equal(fmt.countsText({ unseen: 5, unread: 3, by_category: { orders: 2, chat: 1 } }), "3 unread · 5 unseen · chat 1, orders 2");
+  assert.equal(fmt.countsText({ unseen: 0, unread: 0, by_category: {} }), "0 unread · 0 unseen");
+  assert.equal(fmt.countsText(null), "");
+});

@@ -22,6 +22,7 @@ from ..errors import (
     ApiError,
     AuthError,
     BusUnavailable,
+    InboxNotStored,
     InvalidInput,
     NotFound,
     NotStarted,
@@ -65,6 +66,8 @@ def as_api_error(exc: TidingsError) -> ApiError:
         return ApiError(503, "unavailable", "the event bus is unavailable; retry", headers=RETRY_SOON)
     if isinstance(exc, NotFound):
         return ApiError(404, "not_found", str(exc))
+    if isinstance(exc, InboxNotStored):
+        return ApiError(503, "inbox_unavailable", str(exc), headers=RETRY_SOON)
     if isinstance(exc, StoreUnavailable):
         return ApiError(503, "unavailable", "the database is busy or unreachable; retry", headers=RETRY_SOON)
     if isinstance(exc, NotStarted):

@@ -32,7 +32,7 @@ from .stream import StreamEndpoint
 
 FEATURE_ROUTERS = (
     "publish", "sessions", "health", "devices", "deliveries", "webpush", "preferences", "presence", "tickets",
-    "dashboard", "clients",
+    "dashboard", "clients", "inbox",
 )  # fmt: skip
 
 

@@ -4,6 +4,10 @@ with bounded concurrency per provider, and apply what each Result means to the r
 Everything a provider or the registry can throw is turned into a value here: a send that raises or overruns
 `send_timeout` becomes `retry_later`, an unknown provider becomes `skipped: not_configured`, a payload that
 cannot be built becomes `rejected`. The worker above decides only about the job (ack, retry, dead-letter).
+
+A spec with `badge: "unread"` is sent with each device's unread inbox count (`badges`, asked once per send for
+all its devices): the payload is built once per provider and distinct count, not once per device. If the
+counts cannot be had (the database), the push goes without a badge rather than not at all.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ import asyncio
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from tidings.delivery.queue import PushJob
@@ -23,6 +27,9 @@ from tidings.push.base import NOT_CONFIGURED, Notification, Outcome, Provider, R
 logger = logging.getLogger("tidings.delivery")
 
 LOOKUP_CONCURRENCY = 8
+
+Badges = Callable[[Sequence["DeviceLike"]], Awaitable[Mapping[str, int]]]
+"""{device id: unread inbox count} for devices (tidings.inbox.badges.UnreadBadges)."""
 
 
 class DeviceLike(Protocol):
@@ -106,8 +113,10 @@ class Dispatcher:
         send_timeout: float,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.perf_counter,
+        badges: Badges | None = None,
     ) -> None:
         self.devices = devices
+        self.badges = badges
         self.providers = providers
         self.concurrency = concurrency
         self.send_timeout = send_timeout
@@ -144,17 +153,30 @@ class Dispatcher:
     ) -> list[Attempt]:
         """Send to every device, each provider's payload built once; never raises for a device's sake.
         `on_answer` sees each send's Attempt as it completes (the job's progress, progress.py)."""
-        by_provider: dict[str, list[DeviceLike]] = defaultdict(list)
+        unread = await self._unread(spec, devices)
+        by_provider: dict[tuple[str, int | None], list[DeviceLike]] = defaultdict(list)
         for device in devices:
-            by_provider[device.provider].append(device)
+            by_provider[device.provider, unread.get(device.id)].append(device)
         note = Notification(event_id=job.event_id, event_type=job.event_type, spec=spec, data=job.data)
-        groups = [self._send_group(name, group, note, on_answer) for name, group in by_provider.items()]
+        groups = [
+            self._send_group(name, group, note if count is None else replace(note, unread=count), on_answer)
+            for (name, count), group in by_provider.items()
+        ]
         if len(groups) == 1:  # the common case; a gather would cost a task per group
             return await groups[0]
         attempts: list[Attempt] = []
         for done in await asyncio.gather(*groups):
             attempts.extend(done)
         return attempts
+
+    async def _unread(self, spec: PushSpec, devices: Sequence[DeviceLike]) -> Mapping[str, int]:
+        if spec.badge != "unread" or self.badges is None or not devices:
+            return {}
+        try:
+            return await self.badges(devices)
+        except Exception:  # the inbox's database: the push still goes, without a badge
+            logger.warning("unread badges could not be counted; sending without a badge", exc_info=True)
+            return {}
 
     async def _send_group(
         self,

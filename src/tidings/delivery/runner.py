@@ -16,7 +16,7 @@ from ..clock import Clock, system_clock
 from ..config import Settings
 from ..push.base import Provider
 from .bookkeeping import DeliveryRecorder
-from .dispatch import DeviceSource
+from .dispatch import Badges, DeviceSource
 from .gate import Gate
 from .queue import Queue
 from .worker import Worker
@@ -33,6 +33,7 @@ def worker_from_settings(
     burst: bool = False,
     handle_signals: bool = False,
     gate: Gate | None = None,
+    badges: Badges | None = None,
 ) -> Worker:
     return Worker(
         queue=queue,
@@ -49,6 +50,7 @@ def worker_from_settings(
         poll_seconds=min(1.0, settings.push_visibility_timeout / 2),
         handle_signals=handle_signals,
         gate=gate,
+        badges=badges,
     )
 
 

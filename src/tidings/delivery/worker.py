@@ -35,7 +35,7 @@ from dataclasses import replace
 from tidings import metrics
 from tidings.delivery import report
 from tidings.delivery.bookkeeping import DeliveryRecorder, GroupWriter
-from tidings.delivery.dispatch import Attempt, DeviceLike, DeviceSource, Dispatcher
+from tidings.delivery.dispatch import Attempt, Badges, DeviceLike, DeviceSource, Dispatcher
 from tidings.delivery.gate import Gate
 from tidings.delivery.log import DeliveryRecord
 from tidings.delivery.progress import Progress, checkpoint, recover
@@ -72,6 +72,7 @@ class Worker:
         checkpoint_every: int = 64,
         checkpoint_seconds: float = 1.0,
         gate: Gate | None = None,
+        badges: Badges | None = None,
     ) -> None:
         self.queue = queue
         self.gate = gate  # delivery policy (presence, preferences, quiet hours, debounce); None: send to all
@@ -92,6 +93,7 @@ class Worker:
             concurrency=concurrency,
             send_timeout=send_timeout,
             clock=clock,
+            badges=badges,
         )
         self.writer = GroupWriter(devices, log)
         self.counters: Counter[str] = Counter()

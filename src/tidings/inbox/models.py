@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tidings.inbox.errors import InvalidInboxInput
+
+if TYPE_CHECKING:
+    from tidings.auth import Principal
 
 __all__ = [
     "BROADCAST",
@@ -62,6 +65,12 @@ class Reader:
         object.__setattr__(self, "topics", frozenset(self.topics))
         if len(self.roles) + len(self.topics) > MAX_READER_NAMES:
             raise InvalidInboxInput("roles", f"at most {MAX_READER_NAMES} roles and topics per reader")
+
+    @classmethod
+    def of(cls, principal: Principal) -> Reader:
+        """The reader a token makes: its user, its roles, and the topics its topics claim names exactly (a
+        pattern such as `orders.*` grants reading but names no topic to follow)."""
+        return cls(principal.user_id, principal.roles, principal.topics.exact)
 
     def channels(self) -> tuple[str, ...]:
         """The audience channels this reader belongs to, spelled as the entries store them."""

@@ -11,13 +11,18 @@
 
 Each step works in batches of `batch` rows, one transaction each, so a large backlog never holds SQLite's
 write lock (or PostgreSQL row locks) for long. Finding over-cap users scans the direct entries' index once.
+
+One prune at a time: every process runs the pruner (each `tidings worker`, an embedded server), and two
+prunes deleting the same rows in different orders deadlock on PostgreSQL. A prune first takes a session-level
+advisory lock there; a process that finds it taken leaves the work to the one holding it (SQLite's write lock
+already serialises the transactions).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, ColumnElement, any_, bindparam, cast, delete, exists, func, select
+from sqlalchemy import BigInteger, ColumnElement, any_, bindparam, cast, delete, exists, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -31,8 +36,28 @@ BATCH = 5000
 _CURSOR_SLACK = timedelta(days=1)
 
 
+_PRUNE_LOCK = 1953063018  # "tidj": a key of its own (the store's insert lock uses two int4 keys)
+
+
 async def prune(
     engine: AsyncEngine, *, now: datetime, retention_days: int, cap: int, batch: int = BATCH
+) -> PruneReport:
+    if engine.dialect.name != "postgresql":
+        return await _prune(engine, now=now, retention_days=retention_days, cap=cap, batch=batch)
+    async with engine.connect() as lock:
+        taken = (await lock.execute(text(f"SELECT pg_try_advisory_lock({_PRUNE_LOCK})"))).scalar()
+        await lock.commit()
+        if not taken:
+            return PruneReport(expired=0, capped=0, cursors=0)  # another process is pruning
+        try:
+            return await _prune(engine, now=now, retention_days=retention_days, cap=cap, batch=batch)
+        finally:
+            await lock.execute(text(f"SELECT pg_advisory_unlock({_PRUNE_LOCK})"))
+            await lock.commit()
+
+
+async def _prune(
+    engine: AsyncEngine, *, now: datetime, retention_days: int, cap: int, batch: int
 ) -> PruneReport:
     cutoff = now - timedelta(days=retention_days)
     expired = await _expire(engine, cutoff, batch)

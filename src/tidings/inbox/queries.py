@@ -35,6 +35,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.selectable import Subquery
 
 from tidings.inbox.tables import inbox_cursors, inbox_entries, inbox_items, inbox_marks
@@ -108,9 +109,13 @@ def _marks_of(w: Subquery) -> ColumnElement[bool]:
     return and_(m.c.user_id == _USER, m.c.seq == w.c.seq)
 
 
-def _not_muted(scope: ColumnElement[Any], critical: ColumnElement[bool]) -> ColumnElement[bool]:
-    """Items of an excluded (muted) scope are left out unless critical."""
-    return or_(scope.is_(None), scope.not_in(bindparam("scopes", expanding=True)), critical)
+def _not_muted(w: Subquery) -> ColumnElement[bool]:
+    """Items of an excluded (muted) scope are left out unless critical. A muted name matches an item's scope or
+    its type (muting `message.new` silences every conversation's messages, as on streams and pushes); the type
+    is looked up in the items (a primary-key probe) only for a row whose scope did not match already."""
+    scopes: BindParameter[Any] = bindparam("scopes", expanding=True)
+    typed = select(i.c.seq).where(i.c.seq == w.c.seq, i.c.type.in_(scopes)).exists()
+    return or_(w.c.critical == 1, w.c.scope.is_(None), and_(w.c.scope.not_in(scopes), ~typed))
 
 
 @functools.cache
@@ -149,7 +154,7 @@ def page_statement(
     if category:
         chosen = chosen.where(w.c.category == bindparam("category", type_=i.c.category.type))
     if muted:
-        chosen = chosen.where(_not_muted(w.c.scope, w.c.critical == 1))
+        chosen = chosen.where(_not_muted(w))
     page = chosen.subquery("page")
     return (
         select(*ITEM_COLUMNS, page.c.is_seen, page.c.is_read, page.c.is_archived)
@@ -178,5 +183,5 @@ def counts_statement(n_channels: int, *, muted: bool) -> Select[Any]:
         .group_by(w.c.category)
     )
     if muted:
-        stmt = stmt.where(_not_muted(w.c.scope, w.c.critical == 1))
+        stmt = stmt.where(_not_muted(w))
     return stmt

@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 from sqlalchemy import Row, case, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tidings.config import Settings
 from tidings.db import write_tx
@@ -72,9 +73,18 @@ class InboxStore:
         self.max_items_per_user = max_items_per_user
         self.max_ids_per_request = max_ids_per_request
         self._postgres = engine.dialect.name == "postgresql"
-        # Reads are single statements (one snapshot): on PostgreSQL they skip BEGIN/ROLLBACK, two round trips.
+        # Reads are single statements (one snapshot): on PostgreSQL they skip BEGIN/ROLLBACK, two round trips,
+        # and the pool's pre-ping, one more: a small pool of their own without it, where a connection found
+        # dead (PostgreSQL restarted) is replaced and the read tried once more (`_read`). On a loaded host each
+        # round trip waits for a CPU at both ends: one instead of two took a quarter off the p99 of counts.
         # (Not on SQLite, whose connections tidings.db keeps in manual transaction control.)
-        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine
+        self._reads = (
+            create_async_engine(
+                engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False, pool_size=4, max_overflow=4
+            )
+            if self._postgres
+            else engine
+        )
 
     @classmethod
     def from_settings(
@@ -88,6 +98,21 @@ class InboxStore:
             max_items_per_user=settings.inbox_max_items_per_user,
             max_ids_per_request=settings.inbox_max_ids_per_request,
         )
+
+    async def close(self) -> None:
+        """Release the reads' own pool (PostgreSQL); the engine given is the caller's to dispose."""
+        if self._reads is not self.engine:
+            await self._reads.dispose()
+
+    async def _read(self, stmt: Any, params: dict[str, Any]) -> list[Row[Any]]:
+        for attempt in (1, 2):
+            try:
+                async with self._reads.connect() as conn:
+                    return list(await conn.execute(stmt, params))
+            except DBAPIError as exc:  # without a pre-ping, a dead pooled connection shows here, once
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
 
     def __repr__(self) -> str:
         return f"<InboxStore {self.engine.url.render_as_string(hide_password=True)!r}>"
@@ -262,8 +287,7 @@ class InboxStore:
         )  # fmt: skip
         params = self._params(reader, channels, exclude_scopes)
         params.update(limit=limit + 1, before=before, category=category)
-        async with self._reads.connect() as conn:
-            rows = list(await conn.execute(stmt, params))
+        rows = await self._read(stmt, params)
         items = [_item(row) for row in rows[:limit]]
         next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
         return Page(items, next_cursor)
@@ -272,8 +296,7 @@ class InboxStore:
         """Unseen and unread items of the reader's inbox (at most its cap), and unread per named category."""
         channels = reader.channels()
         stmt = counts_statement(len(channels), muted=bool(exclude_scopes))
-        async with self._reads.connect() as conn:
-            rows = list(await conn.execute(stmt, self._params(reader, channels, exclude_scopes)))
+        rows = await self._read(stmt, self._params(reader, channels, exclude_scopes))
         return Counts(
             unseen=sum(int(row.unseen or 0) for row in rows),
             unread=sum(row.unread for row in rows),

@@ -26,6 +26,7 @@ __all__ = [
     "PushPolicy",
     "Reason",
     "decide",
+    "inbox_muted_scopes",
     "stream_allowed",
     "stream_allows",
     "stream_muted_scopes",
@@ -165,3 +166,23 @@ def stream_allowed(
         if scope is not None and (scope.stream is False or scope.is_muted(now)):
             return False
     return True
+
+
+# --- inbox ------------------------------------------------------------------------------------------------
+
+
+def inbox_muted_scopes(prefs: Preferences | None, now: float) -> tuple[frozenset[str], float | None]:
+    """The scopes (or types) whose items do not count as unseen/unread in this user's inbox at `now` — muted,
+    `muted_until` ahead; `stream: false` or `push: false` alone mute nothing there — and when that set next
+    changes by itself (None: not before the preferences change)."""
+    if prefs is None or not prefs.scopes:
+        return frozenset(), None
+    muted: set[str] = set()
+    changes: float | None = None
+    for name, scope in prefs.scopes.items():
+        ends = scope.mute_ends
+        if ends is not None and ends > now:
+            muted.add(name)
+            if ends != float("inf") and (changes is None or ends < changes):
+                changes = ends
+    return frozenset(muted), changes

@@ -62,6 +62,7 @@ class Notification:
     event_type: str
     spec: PushSpec
     data: Mapping[str, Any]
+    unread: int | None = None  # the recipient's unread inbox count, for a spec with badge "unread"
 
 
 NOT_CONFIGURED = Result(Outcome.skipped, "not_configured")

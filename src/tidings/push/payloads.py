@@ -1,7 +1,8 @@
 """Payload builders shared by the providers and the publish-time size check (`ensure_push_fits`).
 
 Every push carries `{"type": <event type>, "event_id": <id>}` plus small ids: the spec's `data` when given,
-else the event data's top-level scalars named `id` or `*_id`. The app fetches the content itself.
+else the event data's top-level scalars named `id` or `*_id`. The app fetches the content itself. A spec with
+`badge: "unread"` is built per unread count (`Notification.unread`): the APNs badge, and `badge` in the data.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ DEFAULT_WEBPUSH_TTL = 86_400  # a day; pywebpush's default of 0 drops messages f
 
 
 WORST_EVENT_ID = "9" * 48  # longer than any id the bus assigns, so a fit at publish is a fit at send
+WORST_UNREAD = 9_999_999  # more digits than an inbox's unread count can have (its window is at most 100,000)
 
 
 def _id_key(key: str) -> bool:
@@ -35,7 +37,14 @@ def custom_data(note: Notification) -> dict[str, Any]:
     """The app-visible keys of every payload."""
     out: dict[str, Any] = {"type": note.event_type, "event_id": note.event_id}
     out.update(push_data(note.spec, note.data))
+    if note.spec.badge == "unread" and note.unread is not None:
+        out["badge"] = note.unread
     return out
+
+
+def badge(note: Notification) -> int | None:
+    """The badge number: the spec's, or the recipient's unread count for `badge: "unread"` (None: no badge)."""
+    return note.unread if note.spec.badge == "unread" else note.spec.badge
 
 
 def push_data(spec: PushSpec, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,8 +83,9 @@ def aps(note: Notification) -> dict[str, Any]:
     if spec.body:
         alert["body"] = spec.body
     out: dict[str, Any] = {"alert": alert}
-    if spec.badge is not None:
-        out["badge"] = spec.badge
+    number = badge(note)
+    if number is not None:
+        out["badge"] = number
     if spec.sound:
         out["sound"] = spec.sound
     if spec.thread_id:
@@ -132,8 +142,9 @@ def webpush_plaintext(note: Notification) -> bytes:
         shown: dict[str, Any] = {"title": spec.title or "", "body": spec.body or ""}
         if spec.collapse_key or spec.thread_id:
             shown["tag"] = spec.collapse_key or spec.thread_id
-        if spec.badge is not None:
-            shown["badge"] = spec.badge
+        number = badge(note)
+        if number is not None:
+            shown["badge"] = number
         if spec.sound:
             shown["sound"] = spec.sound
         body["notification"] = shown
@@ -198,7 +209,8 @@ def ensure_push_fits(spec: PushSpec, event_type: str, data: Mapping[str, Any]) -
     Built by the same functions the providers use, so "fits at publish" and "what the worker sends" cannot
     drift apart. The hub hands this to event validation (`events.Limits.push_fits`).
     """
-    note = Notification(event_id=WORST_EVENT_ID, event_type=event_type, spec=spec, data=data)
+    unread = WORST_UNREAD if spec.badge == "unread" else None
+    note = Notification(event_id=WORST_EVENT_ID, event_type=event_type, spec=spec, data=data, unread=unread)
     sizes = (
         ("APNs", len(apns_payload(note)), APNS_MAX_PAYLOAD),
         ("FCM", fcm_payload_size(note), FCM_MAX_PAYLOAD),

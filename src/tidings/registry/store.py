@@ -255,6 +255,19 @@ class DeviceStore:
             stmt = stmt.where(or_(*reach))
         return await self._select(stmt.order_by(devices.c.id))
 
+    async def channels_of(self, device_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The role and topic channels (`role:<r>`, `topic:<t>`) each device was registered with."""
+        out: dict[str, list[str]] = {}
+        ids = list(dict.fromkeys(device_ids))
+        for start in range(0, len(ids), 1000):  # a bounded IN list per query
+            stmt = select(device_channels.c.device_id, device_channels.c.channel).where(
+                device_channels.c.device_id.in_(ids[start : start + 1000])
+            )
+            async with self.engine.connect() as conn:
+                for device_id, channel in await conn.execute(stmt):
+                    out.setdefault(device_id, []).append(channel)
+        return out
+
     async def admin_list(
         self, *, user_id: str | None, limit: int, cursor: str | None
     ) -> tuple[list[Device], str | None]:

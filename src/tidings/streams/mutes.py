@@ -67,6 +67,7 @@ class StreamPolicy:
         self._by_scope: dict[str, set[Connection]] = {}
         self._waiting: dict[Connection, list[Envelope]] = {}
         self._to_load: dict[str, None] = {}  # insertion-ordered set
+        self._loading: set[str] = set()  # users whose load is in flight
         self._timers: list[tuple[float, str]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -144,6 +145,14 @@ class StreamPolicy:
         """The scopes `user_id`'s streams here do not get now; None while unknown (no stream, or loading)."""
         user = self._users.get(user_id)
         return user.muted if user is not None and user.loaded else None
+
+    def preferences(self, user_id: str) -> tuple[bool, Preferences | None]:
+        """(known, preferences) of a user with a stream here; known is False without one, and while their
+        preferences are (re)loading after a change (then only the store can say)."""
+        user = self._users.get(user_id)
+        if user is None or not user.loaded or user_id in self._to_load or user_id in self._loading:
+            return False, None
+        return True, user.prefs
 
     async def ready(self, conn: Connection) -> None:
         """Return once `conn`'s user's preferences are known (bounded: READY_TIMEOUT)."""
@@ -240,6 +249,7 @@ class StreamPolicy:
             for user_id in batch:
                 del self._to_load[user_id]
             asked = {u: self._users[u].generation for u in batch if u in self._users}
+            self._loading.update(asked)
             try:
                 found = await self._load(list(asked))
             except Exception:  # the database is down: streams flow unfiltered, the load is retried
@@ -252,6 +262,8 @@ class StreamPolicy:
                         self.settle(user_id, None)
                 asyncio.get_running_loop().call_later(RETRY_SECONDS, self._retry, list(asked))
                 return
+            finally:
+                self._loading.difference_update(asked)
             for user_id, generation in asked.items():
                 user = self._users.get(user_id)
                 if user is not None and user.generation == generation:

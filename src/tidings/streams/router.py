@@ -30,6 +30,7 @@ log = logging.getLogger("tidings.streams")
 
 STALLED_WRITE = 30.0  # a socket write blocked this long means the client stopped reading: cut it off
 TRIM_AFTER_BYTES = 8 << 20  # freed by cut or ended streams since the last trim: worth giving back
+_NOBODY: set[Connection] = set()
 
 
 class Router:
@@ -107,6 +108,10 @@ class Router:
                 self.policy.removed(conn)
         if not self._sessions:
             self._empty.set()
+
+    def members(self, channel: str) -> set[Connection]:
+        """The local connections on `channel` (the index's own set: do not change it)."""
+        return self._index.get(channel, _NOBODY)
 
     def route(self, envelope: Envelope) -> None:
         """Hand one event's frame to every local recipient; called in id order."""

@@ -110,7 +110,85 @@ export interface ConnectOptions<T = Record<string, unknown>> {
   backoff?: BackoffOptions;
   /** Renew the stream this long before the token's `exp` (at most a quarter of its remaining life). Default 30 000. */
   refreshBeforeExpiryMs?: number;
+  /**
+   * The user's inbox counts whenever they change: from the stream's `inbox.changed` events (which `onEvent` never
+   * sees), from every inbox answer that carries counts, and fetched each time the stream (re)opens.
+   */
+  onInboxChanged?: (counts: InboxCounts) => void;
+  /** The inbox routes' base. Default: next to `url` (`/v1/events` and `/v1/admin/events` → `/v1/inbox`). */
+  inboxUrl?: string | URL;
   env?: Env;
+}
+
+/** Unseen and unread items (archived ones count as neither; a muted scope's only when critical). */
+export interface InboxCounts {
+  unseen: number;
+  unread: number;
+  /** Unread items per named category. */
+  by_category: Record<string, number>;
+}
+
+export interface InboxItem {
+  /** The item's id (shared by every recipient of the event); what the marks take. */
+  id: string;
+  event_id: string;
+  type: string;
+  title: string;
+  body: string;
+  url: string | null;
+  icon: string | null;
+  category: string | null;
+  data: Record<string, unknown> | null;
+  scope: string | null;
+  critical: boolean;
+  occurred_at: string;
+  created_at: string;
+  seen: boolean;
+  read: boolean;
+  archived: boolean;
+}
+
+export interface InboxPage {
+  items: InboxItem[];
+  /** Pass as `cursor` for the next (older) page; null on the last. */
+  next_cursor: string | null;
+}
+
+export interface InboxListOptions {
+  cursor?: string | null;
+  /** 1-100, default 20. */
+  limit?: number;
+  unread?: boolean;
+  category?: string;
+  /** Only archived items (default: everything but archived). */
+  archived?: boolean;
+}
+
+export interface MarkResult {
+  mark: "read" | "seen" | "archive";
+  /** How many ids were marked (0 for "all"). */
+  marked: number;
+  /** For "all": the newest item the mark covers. */
+  up_to: string | null;
+  counts: InboxCounts;
+}
+
+/** An answer of the hub that was not 2xx: its JSON `error` as `code`, the HTTP `status`, the offending `field`. */
+export interface InboxError extends Error {
+  code: string;
+  status: number;
+  field: string | null;
+}
+
+/** The user's inbox over HTTP, with the stream's credentials. Methods reject with an InboxError. */
+export interface Inbox {
+  readonly url: string;
+  list(options?: InboxListOptions): Promise<InboxPage>;
+  counts(): Promise<InboxCounts>;
+  /** Ids (at most the hub's TIDINGS_INBOX_MAX_IDS_PER_REQUEST), or "all" (optionally up to the newest item shown). */
+  markRead(ids: Iterable<string> | "all", options?: { upTo?: string }): Promise<MarkResult>;
+  markSeen(ids: Iterable<string> | "all", options?: { upTo?: string }): Promise<MarkResult>;
+  archive(ids: Iterable<string> | "all", options?: { upTo?: string }): Promise<MarkResult>;
 }
 
 export interface Connection {
@@ -123,8 +201,8 @@ export interface Connection {
   reconnect(): void;
   /** Close this tab's handle; a leader hands the connection to another tab. */
   close(): void;
-  /** Reserved for the inbox (issue 14): `inbox.list/counts/markRead`, fed by `onInboxChanged`. */
-  readonly inbox: null;
+  /** The user's inbox: list, counts, markRead / markSeen / archive (their counts go to `onInboxChanged`). */
+  readonly inbox: Inbox;
 }
 
 export declare function connect<T = Record<string, unknown>>(options: ConnectOptions<T>): Connection;

@@ -24,6 +24,9 @@
  *   BroadcastChannel. When the leader goes, the next tab takes over and resumes from the last id it has seen;
  *   every tab drops ids it has already delivered, so a handover neither loses nor duplicates an event.
  *   Seven tabs, one HTTP connection: the browser's six-per-origin limit no longer stalls the seventh.
+ * - The inbox: `connection.inbox.list/counts/markRead/markSeen/archive` over HTTP with the same credentials, and
+ *   `onInboxChanged(counts)` fed by the stream's `inbox.changed` events, by every answer that carries counts, and
+ *   by a fetch of the counts each time the stream (re)opens (`inbox.changed` is a state, not replayed history).
  *
  * Everything that touches the platform (fetch, EventSource, BroadcastChannel, locks, timers, clock, randomness,
  * window and document events) comes from `env`, which defaults to the browser's globals; tests pass fakes.
@@ -826,7 +829,7 @@ export function connect(options) {
     url: options.url,
     getToken: options.getToken,
     topics,
-    types: options.types ?? [],
+    types: [...(options.types ?? []), ...(options.onInboxChanged ? [INBOX_CHANGED] : [])],
     transport,
     ticketUrl: options.ticketUrl,
     withCredentials: !!options.withCredentials,
@@ -845,10 +848,15 @@ export function connect(options) {
       env.reportError(error); // an application callback that throws must not break the stream
     }
   };
+  const inbox = inboxClient(options, env, (counts) => call(options.onInboxChanged, counts));
   const local = {
     lastEventId: o.lastEventId,
     current: "connecting",
     event(event) {
+      if (event.type === INBOX_CHANGED && !event.id) {
+        call(options.onInboxChanged, event.data); // not an application event: onEvent never sees it
+        return;
+      }
       if (event.id) {
         if (recent.seen(event.id)) return;
         local.lastEventId = event.id;
@@ -860,6 +868,8 @@ export function connect(options) {
     },
     state(state, info) {
       local.current = state;
+      // changes made while the stream was down are not replayed: fetch the counts whenever it opens
+      if (state === "open" && options.onInboxChanged) inbox.counts().catch((error) => env.reportError(error));
       call(options.onStateChange, state, info);
     },
   };
@@ -898,9 +908,91 @@ export function connect(options) {
       env.document?.removeEventListener?.("visibilitychange", onVisible);
       link.close();
     },
-    // The inbox (issue 14) plugs in here: `inbox.list/counts/markRead` over HTTP, and `onInboxChanged` fed by
-    // the stream's `inbox.changed` events. Reserved; not built yet.
-    inbox: null,
+    inbox,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The inbox
+
+const INBOX_CHANGED = "inbox.changed";
+
+/** `fetch` with the user's credentials: a token from getToken (renewed past its exp, and once after a 401). */
+function authorizedFetch(options, env) {
+  let token = null;
+  const expired = (t) => {
+    const exp = tokenExpiry(t);
+    return exp !== null && exp * 1000 <= env.now();
+  };
+  const call = async (url, init = {}, retried = false) => {
+    if (options.getToken && (token === null || retried || expired(token))) token = await options.getToken();
+    const headers = { ...(init.headers ?? {}), Accept: "application/json" };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const response = await env.fetch(url, { ...init, headers, credentials: options.withCredentials ? "include" : "same-origin" });
+    if (response.status === 401 && options.getToken && !retried) return call(url, init, true); // once, fresh
+    return response;
+  };
+  return call;
+}
+
+/** The inbox next to a stream URL: `/v1/events` and `/v1/admin/events` → `/v1/inbox` (or options.inboxUrl). */
+function inboxUrl(options, env) {
+  if (options.inboxUrl) return new URL(options.inboxUrl, env.baseURI);
+  const url = new URL(options.url, env.baseURI);
+  url.pathname = url.pathname.replace(/(\/admin)?\/events\/?$/, "/inbox");
+  url.search = "";
+  return url;
+}
+
+/** An error the hub answered: `code`, `status`, `field` from its JSON body. */
+function inboxError(status, body) {
+  const error = new Error(body?.message ?? `the inbox answered ${status}`);
+  error.code = body?.error ?? "http_error";
+  error.status = status;
+  error.field = body?.field ?? null;
+  return error;
+}
+
+function inboxClient(options, env, counted) {
+  const fetchAuthorized = authorizedFetch(options, env);
+  const base = inboxUrl(options, env);
+  const request = async (method, path, { params, body } = {}) => {
+    const url = new URL(base);
+    if (path) url.pathname = `${url.pathname.replace(/\/$/, "")}/${path}`;
+    for (const [key, value] of Object.entries(params ?? {})) {
+      if (value !== undefined && value !== null && value !== false) url.searchParams.set(key, String(value));
+    }
+    const init = { method };
+    if (body !== undefined) {
+      init.headers = { "Content-Type": "application/json" };
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetchAuthorized(url.href, init);
+    const payload = await response.json().catch(() => null);
+    if (!response.ok) throw inboxError(response.status, payload);
+    return payload;
+  };
+  const mark = (what) => async (ids, { upTo } = {}) => {
+    const body = ids === "all" ? { all: true, ...(upTo ? { up_to: upTo } : {}) } : { ids: [...ids].map(String) };
+    const result = await request("POST", what, { body });
+    counted(result.counts); // this tab at once; the others hear it from their streams
+    return result;
+  };
+  return {
+    url: base.href,
+    /** A page, newest first: {items, next_cursor}. Options: cursor, limit, unread, category, archived. */
+    list({ cursor, limit, unread, category, archived } = {}) {
+      return request("GET", "", { params: { cursor, limit, unread, category, archived } });
+    },
+    /** {unseen, unread, by_category}; also handed to onInboxChanged. */
+    async counts() {
+      const counts = await request("GET", "counts");
+      counted(counts);
+      return counts;
+    },
+    markRead: mark("read"),
+    markSeen: mark("seen"),
+    archive: mark("archive"),
   };
 }
 

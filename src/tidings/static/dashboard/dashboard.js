@@ -4,7 +4,7 @@
 // textContent, never innerHTML.
 
 import { connect } from "../v1/client.js";
-import { Recent, audienceText, buildTestEvent, claimsOf, eventRate, formatCount, formatMs, formatTime, outcomeRows, outcomeTone } from "./format.js";
+import { Recent, audienceText, buildTestEvent, claimsOf, countsText, eventRate, formatCount, formatMs, formatTime, inboxState, outcomeRows, outcomeTone } from "./format.js";
 
 const HUB = new URL("../", import.meta.url);
 const api = (path) => new URL(path, HUB).href;
@@ -300,15 +300,16 @@ async function loadDeliveries() {
 
 // --- user lookup --------------------------------------------------------------------------------------------------
 
-async function lookup(userId) {
+async function lookup(userId, roles) {
   $("lookup-error").textContent = "";
   const q = encodeURIComponent(userId);
-  const [presence, devices, deliveries] = await Promise.all([
+  const [presence, devices, deliveries, inbox] = await Promise.all([
     request(`v1/admin/presence?user_id=${q}`),
     request(`v1/admin/devices?user_id=${q}&limit=100`),
     request(`v1/admin/deliveries?user_id=${q}&limit=50`),
+    request(`v1/admin/inbox?user_id=${q}&limit=20${roles ? `&roles=${encodeURIComponent(roles)}` : ""}`),
   ]);
-  const failed = [presence, devices, deliveries].find((r) => !r.ok && r.status !== 404);
+  const failed = [presence, devices, deliveries, inbox].find((r) => !r.ok && r.status !== 404);
   if (failed) $("lookup-error").textContent = errorText(failed);
   $("lookup").hidden = false;
 
@@ -337,6 +338,20 @@ async function lookup(userId) {
   $("lookup-devices").tBodies[0].replaceChildren(...(deviceRows.length ? deviceRows : [h("tr", {}, h("td", { colspan: "6", class: "muted" }, "No devices."))]));
   const deliveryRows = (deliveries.ok ? deliveries.data.deliveries : []).map((d) => deliveryRow(d, { withUser: false }));
   $("lookup-deliveries").tBodies[0].replaceChildren(...(deliveryRows.length ? deliveryRows : [h("tr", {}, h("td", { colspan: "5", class: "muted" }, "No deliveries."))]));
+  $("lookup-inbox-counts").textContent = inbox.ok ? countsText(inbox.data.counts) : "";
+  const inboxRows = (inbox.ok ? inbox.data.items : []).map((item) => {
+    const [state, tone] = inboxState(item);
+    return h(
+      "tr",
+      {},
+      h("td", {}, formatTime(item.occurred_at)),
+      h("td", { title: item.body }, item.title || "–"),
+      h("td", {}, item.category ?? "–"),
+      h("td", {}, item.type),
+      h("td", {}, pill(state, tone), item.critical ? " critical" : ""),
+    );
+  });
+  $("lookup-inbox").tBodies[0].replaceChildren(...(inboxRows.length ? inboxRows : [h("tr", {}, h("td", { colspan: "5", class: "muted" }, "No inbox items."))]));
 }
 
 // --- test publisher -----------------------------------------------------------------------------------------------
@@ -378,7 +393,8 @@ function wire() {
   $("lookup-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const user = $("lookup-user").value.trim();
-    if (user) lookup(user);
+    const roles = $("lookup-roles").value.split(/[\s,]+/).filter(Boolean).join(",");
+    if (user) lookup(user, roles);
   });
   $("publish-form").addEventListener("submit", (e) => {
     e.preventDefault();

@@ -90,6 +90,23 @@ export function outcomeRows(byProvider) {
     });
 }
 
+/** An inbox item's state for its reader, as [label, tone]: archived, read, seen, or unread (the dot). */
+export function inboxState(item) {
+  if (item.archived) return ["archived", "muted"];
+  if (item.read) return ["read", "muted"];
+  if (item.seen) return ["seen", "warn"];
+  return ["unread", "good"];
+}
+
+/** "3 unread · 5 unseen · orders 2, chat 1" */
+export function countsText(counts) {
+  if (!counts) return "";
+  const categories = Object.entries(counts.by_category ?? {})
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, n]) => `${name} ${n}`);
+  return [`${counts.unread} unread`, `${counts.unseen} unseen`, ...(categories.length ? [categories.join(", ")] : [])].join(" · ");
+}
+
 const NAME = /^[^\s,\x00-\x1f\x7f]{1,256}$/; // the hub's NAME_PATTERN (events.py)
 const TYPE = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/; // the hub's TYPE_PATTERN
 
