@@ -205,8 +205,11 @@ class HubInbox:
         self.live.changed([f"u:{user_id}"], quiet=True)  # told only where counts moved (no inbox: never)
 
     def on_gap(self) -> None:
-        """The bus lost messages: any inbox may have changed unheard (streams are reset and refetch)."""
+        """The bus lost messages: any inbox may have changed unheard. Reset streams refetch; streams recovered
+        from history (streams/recover.py) did not get lost announcements, so every local reader is counted
+        again and told where the counts moved."""
         self.cache.clear()
+        self.live.changed([wire.BROADCAST], quiet=True)
 
 
 def preference_channels(user_id: str) -> list[str]:
