@@ -16,9 +16,9 @@ Run it (development mode: the hub generates its secrets in .tidings/):
 
     .venv/bin/uvicorn --factory examples.messenger.app:create_app --port 8000
 
-See examples/messenger/README.md. A minimal web client is served at `/?user=<name>` (`static/messenger.html`); an
-inbox with unread dots comes with the hub's inbox API: the state below is kept per conversation so that it can be
-added beside it.
+See examples/messenger/README.md. A minimal web client is served at `/?user=<name>` (`static/messenger.html`): the
+conversations, and the user's inbox with unread dots (the hub's `/hub/v1/inbox`, kept in step on every tab by the
+stream's `inbox.changed`).
 
 (No `from __future__ import annotations`: FastAPI must see the `User` dependency built inside the factory.)
 """
@@ -216,7 +216,12 @@ async def tell_participants(hub: Hub, conversation: Conversation, message: Messa
         "when": "offline",
         "data": {"conversation_id": conversation.id, "message_id": message.id},
     }
-    await hub.publish("message.new", data, to={"users": to}, push=push, scope=scope_of(conversation.id))
+    # --- tidings: and each recipient's inbox keeps it (read state, unread counts live on every tab and badge)
+    inbox = {"title": push["title"], "body": preview, "url": f"/?c={conversation.id}", "category": "messages",
+             "data": {"conversation_id": conversation.id}}  # fmt: skip
+    await hub.publish(
+        "message.new", data, to={"users": to}, push=push, scope=scope_of(conversation.id), inbox=inbox
+    )
 
 
 def setting_routes(hub: Hub) -> APIRouter:

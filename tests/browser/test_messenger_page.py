@@ -55,3 +55,35 @@ async def test_a_message_appears_on_the_open_conversation(
                 ("ann", "Yes!"),
             ]
         assert not errors, errors
+
+
+async def test_the_inbox_shows_an_unread_dot_that_reading_on_the_phone_clears(
+    context: Any, make_settings: Callable[..., Settings], token: Callable[..., str]
+) -> None:
+    """A message in a conversation the page does not show lands in Ann's inbox with an unread dot and a badge; Ann
+    reads it on her phone (the hub's inbox API with her token) and the dot and the badge go from the web tab by
+    themselves (`inbox.changed` on her stream)."""
+    hub = Hub(make_settings(env="development"))
+    async with InProcessServer(create_app(hub, handle_signals=False), http=PLAIN_PROTOCOL) as server:
+        sam = {"Authorization": f"Bearer {token('sam')}"}
+        phone = {"Authorization": f"Bearer {token('ann')}"}
+        async with httpx.AsyncClient(base_url=server.url, headers=sam) as http:
+            for title in ("Lunch", "Work"):  # the page opens the first; the message goes to the second
+                await http.post(f"{API}/conversations", json={"title": title, "participants": ["ann"]})
+            page = await context.new_page()
+            await page.goto(f"{server.url}/?user=ann")
+            await until(page, "document.querySelector('#state').textContent === 'open'")
+            await until(page, "document.querySelector('#conversations li[aria-current=true]') !== null")
+            assert await page.text_content("#conversations li[aria-current=true]") == "Lunch"
+
+            sent = await http.post(f"{API}/conversations/2/messages", json={"text": "Deploy at five"})
+            assert sent.status_code == 201
+            await until(page, "document.querySelector('#inbox li[data-read=false]') !== null")
+            assert await page.text_content("#inbox li .body") == "Deploy at five"
+            assert await page.text_content("#unread") == "1"
+
+            items = (await http.get("/hub/v1/inbox", headers=phone)).json()["items"]
+            read = await http.post("/hub/v1/inbox/read", headers=phone, json={"ids": [items[0]["id"]]})
+            assert read.status_code == 200 and read.json()["counts"]["unread"] == 0
+            await until(page, "document.querySelector('#inbox li[data-read=true]') !== null", timeout=1.0)
+            assert await page.is_hidden("#unread")
