@@ -38,8 +38,7 @@ from .errors import Http2Unsupported, NotSent, ResponseTooLarge, TransportError
 from .h2setup import (
     CONFIG,
     PING,
-    Decoder,
-    Encoder,
+    Connection,
     Headers,
     Limits,
     Response,
@@ -49,6 +48,7 @@ from .h2setup import (
     retrieve,
     status_of,
 )
+from .hpack_fast import Decoder, Encoder
 
 
 class H2Protocol(asyncio.Protocol):
@@ -59,7 +59,7 @@ class H2Protocol(asyncio.Protocol):
         self.authority = authority
         self.limits = limits
         self.on_change = on_change  # the pool: slots appeared or the connection stopped taking streams
-        self.h2 = h2.connection.H2Connection(config=CONFIG)
+        self.h2 = Connection(config=CONFIG)
         self.h2.decoder = Decoder(limits.hard_header_list_size)
         self.h2.encoder = Encoder()
         self.h2.state_machine = StateMachine()  # see the module docstring

@@ -14,7 +14,6 @@ from typing import Any
 
 import h2.config
 import h2.connection
-import hpack
 from h2.connection import ConnectionInputs, ConnectionState
 
 Headers = list[tuple[bytes, bytes]]
@@ -72,21 +71,23 @@ class Stream:
         self.pending: memoryview | None = None  # request body still waiting for flow-control credit
 
 
-class Decoder(hpack.Decoder):
-    """HPACK decoding with a fixed bound: h2 sets the decoder's bound to our advertised size when our SETTINGS
-    are acked, which would make an oversized answer fatal to the connection (see connection.py)."""
+class Connection(h2.connection.H2Connection):
+    """h2's connection, counting its open streams cheaply. h2 counts them before every new stream by scanning
+    every stream it holds (which is also where it forgets closed ones), a cost that grew with the requests in
+    flight. A client's streams are all its own, so their number is an upper bound of the open ones: that is
+    what `open_outbound_streams` gives here, and h2's exact scan runs only when the bound reaches the server's
+    limit (so the limit holds exactly) or when enough streams may have closed since the last scan (amortised
+    O(1) per stream; closed streams still leave h2's table)."""
 
-    def __init__(self, bound: int) -> None:
-        self.bound = bound
-        super().__init__()
+    _sweep_at = 64
 
     @property
-    def max_header_list_size(self) -> int:
-        return self.bound
-
-    @max_header_list_size.setter
-    def max_header_list_size(self, value: int) -> None:
-        pass
+    def open_outbound_streams(self) -> int:
+        count = len(self.streams)
+        if count >= self._sweep_at or count >= self.remote_settings.max_concurrent_streams:
+            count = self._open_streams(int(self.config.client_side))
+            self._sweep_at = 2 * len(self.streams) + 64
+        return count
 
 
 class StateMachine(h2.connection.H2ConnectionStateMachine):
@@ -98,13 +99,6 @@ class StateMachine(h2.connection.H2ConnectionStateMachine):
         if input_ is ConnectionInputs.RECV_GOAWAY and self.state is not ConnectionState.CLOSED:
             return []
         return super().process_input(input_)
-
-
-class Encoder(hpack.Encoder):
-    """HPACK encoding without Huffman coding of literals (pure Python in hpack, per byte)."""
-
-    def encode(self, headers: Any, huffman: bool = False) -> bytes:
-        return super().encode(headers, huffman=False)
 
 
 def retrieve(future: asyncio.Future[None]) -> None:
