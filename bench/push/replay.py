@@ -172,6 +172,29 @@ async def run(pushes: int, concurrency: int) -> tuple[float, int]:
     return cpu / (per_lane * concurrency) * 1e6, delivered[0]
 
 
+def _by_library(stats: pstats.Stats) -> str:
+    """Own time per library: where the sender's CPU goes, in shares."""
+    groups = {
+        "h2/": "h2",
+        "hpack/": "hpack",
+        "hyperframe/": "hyperframe",
+        "asyncio/": "asyncio",
+        "uuid": "uuid",
+    }
+    totals: dict[str, float] = {}
+    for (path, _, name), row in stats.stats.items():  # type: ignore[attr-defined]
+        group = next((g for key, g in groups.items() if key in path), "")
+        if not group:
+            group = "tidings" if "/tidings/" in path else ("builtins" if path == "~" else "other")
+            if group == "builtins" and ("uvloop" in name or "Future" in name or "Handle" in name):
+                group = "asyncio"
+        totals[group] = totals.get(group, 0.0) + row[2]
+    whole = sum(totals.values())
+    return "own time: " + ", ".join(
+        f"{group} {share / whole:.0%}" for group, share in sorted(totals.items(), key=lambda kv: -kv[1])
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -204,6 +227,7 @@ def main() -> None:
         PROFILER.clear()
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out)
+        print(_by_library(stats))
         stats.sort_stats("tottime").print_stats(args.profile)
         stats.sort_stats("cumulative").print_stats(args.profile)
         print(out.getvalue())

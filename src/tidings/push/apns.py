@@ -10,6 +10,7 @@ request within `timeout`; anything else without an answer comes back as retry_la
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 import uuid
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from .transport import DEFAULT_TIMEOUT, Transport, TransportError, volatile
 PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"
 APNS_ID_NAMESPACE = uuid.UUID("6f0d3c1e-5b8a-4e0a-9a55-7d1c2b9e4f10")  # apns-id = uuid5(ns, event/device)
+_NAMESPACE_BYTES = APNS_ID_NAMESPACE.bytes
 
 DEAD_TOKEN_REASONS = frozenset(
     {"Unregistered", "ExpiredToken", "BadDeviceToken", "DeviceTokenNotForTopic", "TopicDisallowed"}
@@ -52,8 +54,15 @@ class ApnsPrepared:
 
 
 def apns_id(event_id: str, device_id: str) -> str:
-    """Deterministic per (event, device), so a redelivered job is recognisable in Apple's and our logs."""
-    return str(uuid.uuid5(APNS_ID_NAMESPACE, f"{event_id}/{device_id}"))
+    """Deterministic per (event, device), so a redelivered job is recognisable in Apple's and our logs.
+
+    uuid5(APNS_ID_NAMESPACE, "event/device"), computed without uuid.UUID's integer round trips (a third of the
+    cost, once per push)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{event_id}/{device_id}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def load_signing_key(pem: bytes) -> ec.EllipticCurvePrivateKey:

@@ -106,12 +106,13 @@ class Transport:
             *headers,
         ]
         loop = pool.loop
-        deadline = loop.time() + wait
         ticket = Ticket()
+        deadline = pool.deadlines.start(loop.time() + wait)  # asyncio.timeout_at, without a timer each
         try:
-            async with asyncio.timeout_at(deadline):
-                return await pool.request(full, body, ticket)
-        except TimeoutError:
+            return await pool.request(full, body, ticket)
+        except asyncio.CancelledError:
+            if not deadline.timed_out():
+                raise
             waiting = ticket.waiting_for
             if waiting == "a connection" and pool.connections_opened:
                 waiting = "a stream slot"  # connected meanwhile, but the server allowed no stream
@@ -120,7 +121,9 @@ class Transport:
         except Http2Unsupported:
             if not self.http1_allowed:
                 raise
-        return await self._request_http1(origin, path, headers, body, method, deadline - loop.time())
+        finally:
+            deadline.finish()
+        return await self._request_http1(origin, path, headers, body, method, deadline.when - loop.time())
 
     def _pool(self, origin: str) -> Pool:
         parsed = Origin.parse(origin)

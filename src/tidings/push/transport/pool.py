@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .connection import H2Protocol
+from .deadlines import Deadlines
 from .errors import Http2Unsupported, NotSent, TransportError
 from .h2setup import Headers, Limits, Response
 
@@ -75,6 +76,7 @@ class Pool:
         self.ssl_context = ssl_context
         self.alpn = alpn
         self.loop = asyncio.get_running_loop()
+        self.deadlines = Deadlines(self.loop)  # of the requests to this origin
         self.connections: list[H2Protocol] = []
         self.connecting: asyncio.Task[None] | None = None
         self.waiters: deque[asyncio.Future[H2Protocol]] = deque()
