@@ -82,6 +82,8 @@ def test_what_hpack_writes_the_decoder_reads(
     reference, ours, check = hpack.Encoder(), Decoder(1 << 30), hpack.Decoder(1 << 30)
     for item in steps:
         if isinstance(item, int):
+            if item == reference.header_table_size:
+                continue  # hpack's encoder would forget a pending change (see the test above)
             reference.header_table_size = item
             ours.max_allowed_table_size = check.max_allowed_table_size = max(
                 ours.max_allowed_table_size, item
