@@ -25,12 +25,19 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+import hpack
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from hpack.huffman_table import decode_huffman
 
+from tidings.push import apns
 from tidings.push.apns import ApnsProvider
+from tidings.push.transport import hpack_fast
 from tidings.push.transport import pool as pool_module
 from tidings.push.transport.connection import H2Protocol
+from tidings.push.transport.deadlines import Deadlines
+from tidings.push.transport.h2setup import Connection
+from tidings.push.transport.hpack_fast import Decoder, Encoder
 
 from . import phases
 
@@ -135,6 +142,33 @@ async def _open(self: pool_module.Pool) -> H2Protocol:
     return protocol
 
 
+def _without(levers: set[str]) -> None:
+    """Turn levers of issue 11's follow-up off again, to measure each one's share (--without)."""
+    if "count" in levers:  # h2's scan of every stream before each new one
+        Connection.open_outbound_streams = h2.connection.H2Connection.open_outbound_streams  # type: ignore[method-assign]
+    if "encode" in levers:  # hpack's encoder, no cached indices (still no Huffman, as before)
+        Encoder.encode = lambda self, headers, huffman=False: hpack.Encoder.encode(
+            self, headers, huffman=False
+        )  # type: ignore[method-assign]
+    if "decode" in levers:  # hpack's decoder, its Huffman decoding included
+        Decoder.decode = lambda self, data, raw=False: list(hpack.Decoder.decode(self, data, raw))  # type: ignore[method-assign]
+    if "huffman" in levers:  # only hpack's Huffman decoding
+        hpack_fast.huffman_decode = decode_huffman
+    if "deadlines" in levers:  # a timer per request, as asyncio.timeout arms
+        original = Deadlines.start
+
+        def start(self: Deadlines, when: float) -> Any:
+            deadline = original(self, when)
+            if self.queue and self.queue[-1] is deadline:
+                self.queue.pop()
+                deadline.handle = self.loop.call_at(when, deadline.expire)
+            return deadline
+
+        Deadlines.start = start  # type: ignore[method-assign]
+    if "uuid" in levers:  # uuid.uuid5 for apns-id
+        apns.apns_id = lambda event, device: str(uuid.uuid5(apns.APNS_ID_NAMESPACE, f"{event}/{device}"))
+
+
 def _provider() -> ApnsProvider:
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(
@@ -203,9 +237,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--profile", type=int, default=0, help="also profile a run; print the top N")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--without", default="", help="levers off: count,encode,decode,huffman,deadlines,uuid"
+    )
     parser.add_argument("--no-uvloop", dest="uvloop", action="store_false")
     args = parser.parse_args()
     pool_module.Pool._open = _open  # type: ignore[method-assign]
+    _without(set(filter(None, args.without.split(","))))
     if args.uvloop:
         import uvloop
 

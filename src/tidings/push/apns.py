@@ -173,11 +173,11 @@ class ApnsProvider(Provider):
     ) -> Result:
         if self._auth[0] != bearer:
             self._auth = (bearer, bearer.encode())
-        headers = [
+        headers = [  # the one header that changes every time last: the others are one pre-encoded run
             *prepared.wire,
             (b"apns-topic", topic.encode()),
-            volatile(b"apns-id", ident.encode()),
             (b"authorization", self._auth[1]),
+            volatile(b"apns-id", ident.encode()),
         ]
         path = b"/3/device/" + target.token.encode()
         try:

@@ -99,12 +99,9 @@ class Transport:
             pool = self._pool(origin)
         if pool.http1:
             return await self._request_http1(origin, path, headers, body, method, wait)
-        full: Headers = [
-            (b":method", method),
-            *pool.pseudo,
-            volatile(b":path", path),
-            *headers,
-        ]
+        # The pseudo-headers that vary (:path) before those that do not: the constant ones then form one run
+        # with the caller's (hpack_fast.Encoder.compact); the order of pseudo-headers is free (RFC 9113 §8.3).
+        full: Headers = [(b":method", method), volatile(b":path", path), *pool.pseudo, *headers]
         loop = pool.loop
         ticket = Ticket()
         deadline = pool.deadlines.start(loop.time() + wait)  # asyncio.timeout_at, without a timer each

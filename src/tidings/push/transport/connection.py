@@ -61,7 +61,7 @@ class H2Protocol(asyncio.Protocol):
         self.on_change = on_change  # the pool: slots appeared or the connection stopped taking streams
         self.h2 = Connection(config=CONFIG)
         self.h2.decoder = Decoder(limits.hard_header_list_size)
-        self.h2.encoder = Encoder()
+        self.h2.encoder = self.encoder = Encoder()
         self.h2.state_machine = StateMachine()  # see the module docstring
         self.h2.local_settings = h2.settings.Settings(
             client=True,
@@ -102,7 +102,7 @@ class H2Protocol(asyncio.Protocol):
             raise NotSent(f"connection no longer takes streams ({self.reason or 'closed'})")
         try:
             stream_id = self.h2.get_next_available_stream_id()
-            self.h2.send_headers(stream_id, headers, end_stream=not body)
+            self.h2.send_headers(stream_id, self.encoder.compact(headers), end_stream=not body)
         except h2.exceptions.NoAvailableStreamIDError:
             self.retire("stream ids used up")
             raise NotSent("stream ids used up") from None

@@ -7,7 +7,8 @@ is how a header block is turned into bytes and back, which was a quarter of the 
   token), and once they are in the dynamic table each is a one- or two-byte index. Those encodings are cached
   and reused while the table is unchanged (any insertion, eviction or resize clears the cache: indices shift).
   Headers marked never-indexed (`transport.volatile`: :path, apns-id) are written as never-indexed literals,
-  which leave the table alone, so the cache survives them. No Huffman coding on send (pure Python, per byte).
+  which leave the table alone, so the cache survives them. `compact` hands h2 each run of cached headers as
+  one pre-encoded item, so h2's per-header work is done per run. No Huffman coding on send (pure Python).
 - Decoder: one pass over the block without hpack's per-field objects and log calls, and Huffman decoding a
   byte at a time from a table built on first use (hpack walks the code half a byte at a time); answers carry
   Huffman-coded ids (APNs: apns-id, apns-unique-id) that differ every time, so nothing can be cached there.
@@ -55,6 +56,12 @@ def _integer(value: int, prefix_bits: int, flags: int) -> bytes:
     return bytes(encoded)
 
 
+class Encoded(HeaderTuple):
+    """Headers already HPACK-encoded (Encoder.compact): one item for h2 to hand through, written verbatim."""
+
+    __slots__ = ()
+
+
 class Encoder(hpack.Encoder):
     """HPACK encoding with the encoding of each indexed header reused while the dynamic table is unchanged."""
 
@@ -89,6 +96,9 @@ class Encoder(hpack.Encoder):
             cache.clear()
         for header in headers:
             name, value = header[0], header[1]
+            if type(header) is Encoded:
+                out.append(value)
+                continue
             if isinstance(header, HeaderTuple) and not header.indexable:
                 prefix = self.never_prefix.get(name) or self._never_indexed_prefix(name)
                 out += (prefix, _integer(len(value), 7, 0), value)
@@ -104,6 +114,35 @@ class Encoder(hpack.Encoder):
                     cache.clear()
             out.append(field)
         return b"".join(out)
+
+    def compact(self, headers: list[Any]) -> list[Any]:
+        """`headers`, each run of headers whose encodings are cached given as one pre-encoded item, which h2
+        passes through as one header (its per-header work, a few µs per request, happens once per run).
+
+        Changes nothing: a header not cached yet is left for encode(), which indexes it when h2 sends the
+        block (until then nothing else encodes, so the cached indices are still right), and so is everything
+        after it, since that insertion shifts the indices. :method stays visible (h2 reads it: a HEAD answer
+        has no body)."""
+        if self.header_table.resized:
+            return headers
+        cache = self.cache
+        out: list[Any] = []
+        run: list[bytes] = []
+        for position, header in enumerate(headers):
+            never = isinstance(header, HeaderTuple) and not header.indexable
+            field = None if never else cache.get(header)
+            if field is not None and header[0] != b":method":
+                run.append(field)
+                continue
+            if run:
+                out.append(Encoded(b"", b"".join(run)))
+                run = []
+            if field is None and not never:  # encode() will index it, shifting the indices cached after it
+                return out + headers[position:]
+            out.append(header)
+        if run:
+            out.append(Encoded(b"", b"".join(run)))
+        return out
 
     def _never_indexed_prefix(self, name: bytes) -> bytes:
         """Representation 6.2.3 up to the value: the name by static index when it has one, else literal."""
