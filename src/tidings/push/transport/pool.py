@@ -92,7 +92,7 @@ class Pool:
     async def request(self, headers: Headers, body: bytes, ticket: Ticket) -> Response:
         """Send on a free slot, again on another connection while it was never sent; the caller's deadline ends it."""
         while True:
-            connection = await self.acquire(ticket)
+            connection = self._take() or await self.acquire(ticket)
             try:
                 ticket.waiting_for = "the response"
                 stream_id, future = connection.start(headers, body)
@@ -112,15 +112,22 @@ class Pool:
             finally:
                 self.release(connection)
 
-    async def acquire(self, ticket: Ticket) -> H2Protocol:
-        """A connection with a stream slot reserved for the caller."""
-        if self.http1:
-            raise Http2Unsupported(f"{self.origin.authority} does not speak HTTP/2")
-        if not self.waiters:  # first come, first served: never overtake a waiter
+    def _take(self) -> H2Protocol | None:
+        """A free slot now, if there is one and nobody waits for one (first come, first served)."""
+        if not self.waiters and not self.http1:
             for connection in self.connections:
                 if connection.capacity > 0:
                     connection.reserved += 1
                     return connection
+        return None
+
+    async def acquire(self, ticket: Ticket) -> H2Protocol:
+        """A connection with a stream slot reserved for the caller."""
+        if self.http1:
+            raise Http2Unsupported(f"{self.origin.authority} does not speak HTTP/2")
+        connection = self._take()
+        if connection is not None:
+            return connection
         ticket.waiting_for = "a stream slot" if self.connections else "a connection"
         waiter: asyncio.Future[H2Protocol] = self.loop.create_future()
         self.waiters.append(waiter)
