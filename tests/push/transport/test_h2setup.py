@@ -81,3 +81,22 @@ def test_closed_streams_are_forgotten() -> None:
     assert client._open_streams(1) == 0  # h2's exact count (its scan)
     assert len(client.streams) <= 64 + 50  # swept now and then, not kept for ever
     assert client.highest_outbound_stream_id == 1999
+
+
+@pytest.mark.parametrize("forgotten", [False, True])
+def test_an_answer_to_a_stream_we_reset_is_dropped_not_fatal(forgotten: bool) -> None:
+    """A deadline resets a stream the server is still answering: its late frames must not end the connection
+    (h2 answers them with RST_STREAM), whether h2 still holds the stream or has swept it away already."""
+    client, server = _pair(100)
+    late = _open(client)
+    _exchange(client, server)
+    client.reset_stream(late)
+    if forgotten:
+        client._open_streams(1)  # h2's sweep: the stream is now only in its record of closed streams
+    server.send_headers(late, [(b":status", b"200")])
+    server.send_data(late, b"too late", end_stream=True)
+    assert client.receive_data(server.data_to_send()) == []
+    assert b"\x03\x00\x00\x00\x00" in client.data_to_send()  # RST_STREAM (type 3), no flags, for the frames
+    fine = _open(client)
+    events = server.receive_data(client.data_to_send())
+    assert any(isinstance(e, h2.events.RequestReceived) and e.stream_id == fine for e in events)

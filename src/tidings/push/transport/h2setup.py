@@ -14,6 +14,9 @@ from typing import Any
 
 import h2.config
 import h2.connection
+import h2.exceptions
+from h2.errors import ErrorCodes
+from hyperframe.frame import RstStreamFrame
 from h2.connection import ConnectionInputs, ConnectionState
 
 Headers = list[tuple[bytes, bytes]]
@@ -88,6 +91,40 @@ class Connection(h2.connection.H2Connection):
             count = self._open_streams(int(self.config.client_side))
             self._sweep_at = 2 * len(self.streams) + 64
         return count
+
+
+    def _prepare_for_sending(self, frames: list[Any]) -> None:
+        # h2's, without its assertion over every frame (a generator per call, three calls per request) that
+        # its own HEADERS slicing and our DATA chunks (connection._send_body) respect the frame size.
+        if frames:
+            self._data_to_send += b"".join([frame.serialize() for frame in frames])
+
+
+    def _receive_frame(self, frame: Any) -> list[Any]:
+        # h2's, without building repr(frame) for its no-op trace log on every frame received.
+        events: list[Any]
+        try:
+            frames, events = self._frame_dispatch_table[frame.__class__](frame)
+        except h2.exceptions.StreamClosedError as e:
+            if not self._stream_is_closed_by_reset(e.stream_id):
+                raise
+            reset = RstStreamFrame(e.stream_id)
+            reset.error_code = e.error_code
+            self._prepare_for_sending([reset])
+            events = e._events
+        except h2.exceptions.StreamIDTooLowError as e:
+            if self._stream_is_closed_by_reset(e.stream_id):
+                reset = RstStreamFrame(e.stream_id)
+                reset.error_code = ErrorCodes.STREAM_CLOSED
+                self._prepare_for_sending([reset])
+                events = []
+            elif self._stream_is_closed_by_end(e.stream_id):
+                raise h2.exceptions.StreamClosedError(e.stream_id) from e
+            else:
+                raise
+        else:
+            self._prepare_for_sending(frames)
+        return events
 
 
 class StateMachine(h2.connection.H2ConnectionStateMachine):
