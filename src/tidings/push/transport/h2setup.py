@@ -15,9 +15,9 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.exceptions
+from h2.connection import ConnectionInputs, ConnectionState
 from h2.errors import ErrorCodes
 from hyperframe.frame import RstStreamFrame
-from h2.connection import ConnectionInputs, ConnectionState
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -92,13 +92,11 @@ class Connection(h2.connection.H2Connection):
             self._sweep_at = 2 * len(self.streams) + 64
         return count
 
-
     def _prepare_for_sending(self, frames: list[Any]) -> None:
         # h2's, without its assertion over every frame (a generator per call, three calls per request) that
         # its own HEADERS slicing and our DATA chunks (connection._send_body) respect the frame size.
         if frames:
             self._data_to_send += b"".join([frame.serialize() for frame in frames])
-
 
     def _receive_frame(self, frame: Any) -> list[Any]:
         # h2's, without building repr(frame) for its no-op trace log on every frame received.
