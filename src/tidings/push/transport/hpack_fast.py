@@ -134,8 +134,9 @@ class Encoder(hpack.Encoder):
         return b"".join(out)
 
     def compact(self, headers: list[Any]) -> list[Any]:
-        """`headers`, each run of headers whose encodings are cached given as one pre-encoded item, which h2
-        passes through as one header (its per-header work, a few µs per request, happens once per run).
+        """`headers`, each run of headers whose encodings are known now given as one pre-encoded item, which h2
+        passes through as one header (its per-header work, a few µs per request, happens once per run):
+        headers cached as indices, and never-indexed ones, whose encoding does not depend on the table.
 
         Changes nothing: a header not cached yet is left for encode(), which indexes it when h2 sends the
         block (until then nothing else encodes, so the cached indices are still right), and so is everything
@@ -147,15 +148,19 @@ class Encoder(hpack.Encoder):
         out: list[Any] = []
         run: list[bytes] = []
         for position, header in enumerate(headers):
-            never = isinstance(header, HeaderTuple) and not header.indexable
-            field = None if never else cache.get(header)
+            if isinstance(header, HeaderTuple) and not header.indexable:
+                name, value = header
+                prefix = self.never_prefix.get(name) or self._never_indexed_prefix(name)
+                run += (prefix, _integer(len(value), 7, 0), value)
+                continue
+            field = cache.get(header)
             if field is not None and header[0] != b":method":
                 run.append(field)
                 continue
             if run:
                 out.append(Encoded(b"", b"".join(run)))
                 run = []
-            if field is None and not never:  # encode() will index it, shifting the indices cached after it
+            if field is None:  # encode() will index it, shifting the indices cached after it
                 return out + headers[position:]
             out.append(header)
         if run:
