@@ -184,7 +184,10 @@ class ApnsProvider(Provider):
             response = await self.transport.request(self._base(target), path, headers, prepared.payload)
         except TransportError as exc:
             return transport_failure(exc)
-        return self._classify(response.status, response.body, response.header(b"retry-after"))
+        status = response.status
+        return self._classify(
+            status, response.body, None if status == 200 else response.header(b"retry-after")
+        )
 
     def _classify(self, status: int, body: bytes, retry_after: bytes | None) -> Result:
         if status == 200:

@@ -76,6 +76,7 @@ class H2Protocol(asyncio.Protocol):
         self.ready.add_done_callback(retrieve)  # a setup failure nobody waits for any more is not an error
         self.usable = True  # takes new streams (not after GOAWAY, loss, retirement or used-up ids)
         self.reserved = 0  # slots the pool handed out: streams open or about to be
+        self.allowed = 0  # streams at once: the server's MAX_CONCURRENT_STREAMS (from its SETTINGS), our cap
         self.streams: dict[int, Stream] = {}
         self.blocked: list[int] = []  # streams whose body waits for flow-control credit, oldest first
         self.flushed_upto = 0  # highest stream id whose frames were handed to the socket
@@ -93,8 +94,7 @@ class H2Protocol(asyncio.Protocol):
         """Stream slots free for new requests now."""
         if not self.usable or not self.ready.done():
             return 0
-        allowed = min(self.h2.remote_settings.max_concurrent_streams, self.limits.max_streams)
-        return allowed - self.reserved
+        return self.allowed - self.reserved
 
     def start(self, headers: Headers, body: bytes) -> tuple[int, asyncio.Future[Response]]:
         """Open a stream and queue its frames (written at the end of this loop iteration)."""
@@ -275,6 +275,7 @@ class H2Protocol(asyncio.Protocol):
             self.transport.close()
 
     def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
+        self.allowed = min(self.h2.remote_settings.max_concurrent_streams, self.limits.max_streams)
         if not self.ready.done():
             self.ready.set_result(None)
             self.last_progress = self.loop.time()

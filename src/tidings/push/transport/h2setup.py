@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import h2.config
@@ -142,7 +143,7 @@ def retrieve(future: asyncio.Future[None]) -> None:
 
 
 def header_list_size(headers: Headers) -> int:
-    return sum(len(name) + len(value) + 32 for name, value in headers)  # RFC 9113 §6.5.2
+    return 32 * len(headers) + sum(map(len, chain.from_iterable(headers)))  # RFC 9113 §6.5.2
 
 
 def status_of(headers: Headers) -> int:
