@@ -110,10 +110,9 @@ class H2Protocol(asyncio.Protocol):
             raise NotSent("the server lowered MAX_CONCURRENT_STREAMS") from None
         stream = self.streams[stream_id] = Stream(self.loop.create_future())
         if body:
-            h2c = self.h2
-            if len(body) <= min(h2c.local_flow_control_window(stream_id), h2c.max_outbound_frame_size):
-                h2c.send_data(stream_id, body, end_stream=True)  # the usual case: one DATA frame, no copy
-            else:
+            try:  # the usual case: one DATA frame, no copy (h2 checks the window and frame size first)
+                self.h2.send_data(stream_id, body, end_stream=True)
+            except (h2.exceptions.FlowControlError, h2.exceptions.FrameTooLargeError):
                 stream.pending = memoryview(body)
                 self._send_body(stream_id, stream)
                 if stream.pending is not None:
