@@ -163,31 +163,36 @@ class ApnsProvider(Provider):
         topic = target.topic or self.topic
         ident = apns_id(prepared.event_id, target.device_id)
         bearer = self._bearer()
-        result = await self._post(target, prepared, topic, ident, bearer)
-        if result.reason == "ExpiredProviderToken":
-            result = await self._post(target, prepared, topic, ident, self._bearer(stale=bearer))
-        return result
-
-    async def _post(
-        self, target: Target, prepared: ApnsPrepared, topic: str, ident: str, bearer: str
-    ) -> Result:
-        if self._auth[0] != bearer:
-            self._auth = (bearer, bearer.encode())
-        headers = [  # the one header that changes every time last: the others are one pre-encoded run
-            *prepared.wire,
-            (b"apns-topic", topic.encode()),
-            (b"authorization", self._auth[1]),
-            volatile(b"apns-id", ident.encode()),
-        ]
-        path = b"/3/device/" + target.token.encode()
+        base, path = self._base(target), b"/3/device/" + target.token.encode()
         try:
-            response = await self.transport.request(self._base(target), path, headers, prepared.payload)
+            response = await self.transport.request(
+                base, path, self._headers(prepared, topic, ident, bearer), prepared.payload
+            )
+            if response.status != 200 and _reason(response.body) == "ExpiredProviderToken":
+                bearer = self._bearer(
+                    stale=bearer
+                )  # a new token (unless someone minted one), the request again
+                response = await self.transport.request(
+                    base, path, self._headers(prepared, topic, ident, bearer), prepared.payload
+                )
         except TransportError as exc:
             return transport_failure(exc)
         status = response.status
         return self._classify(
             status, response.body, None if status == 200 else response.header(b"retry-after")
         )
+
+    def _headers(
+        self, prepared: ApnsPrepared, topic: str, ident: str, bearer: str
+    ) -> list[tuple[bytes, bytes]]:
+        if self._auth[0] != bearer:
+            self._auth = (bearer, bearer.encode())
+        return [  # the one header that changes every time last: the others are one pre-encoded run
+            *prepared.wire,
+            (b"apns-topic", topic.encode()),
+            (b"authorization", self._auth[1]),
+            volatile(b"apns-id", ident.encode()),
+        ]
 
     def _classify(self, status: int, body: bytes, retry_after: bytes | None) -> Result:
         if status == 200:

@@ -45,7 +45,7 @@ DEFAULT_TIMEOUT = 10.0
 def volatile(name: bytes, value: bytes) -> tuple[bytes, bytes]:
     """A header whose value changes with every request (an id): kept out of the HPACK table, where it would
     only evict the headers that repeat."""
-    return NeverIndexedHeaderTuple(name, value)
+    return tuple.__new__(NeverIndexedHeaderTuple, (name, value))  # its own __new__ is Python, per call
 
 
 MAX_POOLS = 64  # origins with open connections (real deployments see a handful; Web Push a few dozen)

@@ -100,12 +100,14 @@ class H2Protocol(asyncio.Protocol):
         """Open a stream and queue its frames (written at the end of this loop iteration)."""
         if not self.usable or self.transport is None:
             raise NotSent(f"connection no longer takes streams ({self.reason or 'closed'})")
-        try:
-            stream_id = self.h2.get_next_available_stream_id()
-            self.h2.send_headers(stream_id, self.encoder.compact(headers), end_stream=not body)
-        except h2.exceptions.NoAvailableStreamIDError:
+        stream_id = self.h2.highest_outbound_stream_id + 2 if self.h2.highest_outbound_stream_id else 1
+        if (
+            stream_id > self.h2.HIGHEST_ALLOWED_STREAM_ID
+        ):  # as get_next_available_stream_id, without its log call
             self.retire("stream ids used up")
-            raise NotSent("stream ids used up") from None
+            raise NotSent("stream ids used up")
+        try:
+            self.h2.send_headers(stream_id, self.encoder.compact(headers), end_stream=not body)
         except h2.exceptions.TooManyStreamsError:  # the server lowered its limit since the slot was given
             raise NotSent("the server lowered MAX_CONCURRENT_STREAMS") from None
         stream = self.streams[stream_id] = Stream(self.loop.create_future())
