@@ -48,6 +48,9 @@ class Table(HeaderTable):
         super().add(name, value)
 
 
+_SHORT = [bytes((n,)) for n in range(0x7F)]  # a string length below 127: one byte, Huffman bit clear
+
+
 def _integer(value: int, prefix_bits: int, flags: int) -> bytes:
     if value < (1 << prefix_bits) - 1:
         return bytes((flags | value,))
@@ -144,14 +147,15 @@ class Encoder(hpack.Encoder):
         has no body)."""
         if self.header_table.resized:
             return headers
-        cache = self.cache
+        cache, never_prefix = self.cache, self.never_prefix
         out: list[Any] = []
         run: list[bytes] = []
         for position, header in enumerate(headers):
-            if isinstance(header, HeaderTuple) and not header.indexable:
+            if header.__class__ is NeverIndexedHeaderTuple:
                 name, value = header
-                prefix = self.never_prefix.get(name) or self._never_indexed_prefix(name)
-                run += (prefix, _integer(len(value), 7, 0), value)
+                prefix = never_prefix.get(name) or self._never_indexed_prefix(name)
+                length = len(value)
+                run += (prefix, _SHORT[length] if length < 0x7F else _integer(length, 7, 0), value)
                 continue
             field = cache.get(header)
             if field is not None and header[0] != b":method":
