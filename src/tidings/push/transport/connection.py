@@ -330,7 +330,7 @@ class H2Protocol(asyncio.Protocol):
         stream = self.streams.get(stream_id)
         if stream is None:
             return
-        self.last_progress = self.loop.time()
+        self.last_progress = self.last_received  # now: set as these bytes arrived
         if not stream.status:
             self._finish(stream_id, TransportError("stream ended without a response", sent=True))
         else:

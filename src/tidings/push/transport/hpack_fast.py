@@ -209,7 +209,10 @@ class Decoder(hpack.Decoder):
         size, i, end = 0, 0, len(data)
         while i < end:
             first = data[i]
-            if first & 0xE0 == 0x20:  # 6.3 dynamic table size update
+            if 0x80 < first <= 0x80 + STATIC_LENGTH:  # 6.1, from the static table (:status 200): the usual
+                header = STATIC[first - 0x81]
+                i += 1
+            elif first & 0xE0 == 0x20:  # 6.3 dynamic table size update
                 if headers:
                     raise HPACKDecodingError("Table size update not at the start of the block")
                 new_size, i = _integer_at(data, i, 0x1F)
@@ -217,12 +220,14 @@ class Decoder(hpack.Decoder):
                     raise InvalidTableSizeError("Encoder exceeded max allowable table size")
                 table.maxsize = new_size
                 continue
-            header, i = _field(data, i, table)
+            else:
+                header, i = _field(data, i, table)
             headers.append(header)
             size += len(header[0]) + len(header[1]) + 32
             if size > self.bound:
                 raise OversizedHeaderListError(f"A header list larger than {self.bound} has been received")
-        self._assert_valid_table_size()
+        if table.maxsize > self.max_allowed_table_size:  # hpack's check: a shrunk table must be shrunk
+            raise InvalidTableSizeError("Encoder did not shrink table size to within the max")
         return headers
 
 
