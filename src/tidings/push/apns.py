@@ -15,6 +15,7 @@ import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 import orjson
@@ -32,7 +33,7 @@ from .base import (
     parse_retry_after,
     transport_failure,
 )
-from .transport import DEFAULT_TIMEOUT, Transport, TransportError, volatile
+from .transport import DEFAULT_TIMEOUT, Run, Transport, TransportError, repeated, volatile
 
 PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"
@@ -118,7 +119,7 @@ class ApnsProvider(Provider):
         self.transport = transport or Transport(
             timeout=timeout, http1=False, ssl_context=ssl_context, service="APNs"
         )
-        self._auth = ("", b"")
+        self._run: tuple[ApnsPrepared | None, str, str, Run] = (None, "", "", repeated([]))
 
     @property
     def configured(self) -> bool:
@@ -182,17 +183,14 @@ class ApnsProvider(Provider):
             status, response.body, None if status == 200 else response.header(b"retry-after")
         )
 
-    def _headers(
-        self, prepared: ApnsPrepared, topic: str, ident: str, bearer: str
-    ) -> list[tuple[bytes, bytes]]:
-        if self._auth[0] != bearer:
-            self._auth = (bearer, bearer.encode())
-        return [  # the one header that changes every time last: the others are one pre-encoded run
-            *prepared.wire,
-            (b"apns-topic", topic.encode()),
-            (b"authorization", self._auth[1]),
-            volatile(b"apns-id", ident.encode()),
-        ]
+    def _headers(self, prepared: ApnsPrepared, topic: str, ident: str, bearer: str) -> list[Any]:
+        run = self._run
+        if run[0] is not prepared or run[1] != topic or run[2] is not bearer:
+            # The headers all sends of this event share, as one object (encoded once); the last one kept, as
+            # the sends of one event mostly follow each other.
+            headers = [*prepared.wire, (b"apns-topic", topic.encode()), (b"authorization", bearer.encode())]
+            run = self._run = (prepared, topic, bearer, repeated(headers))
+        return [run[3], volatile(b"apns-id", ident.encode())]
 
     def _classify(self, status: int, body: bytes, retry_after: bytes | None) -> Result:
         if status == 200:

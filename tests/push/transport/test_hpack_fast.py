@@ -20,7 +20,7 @@ from hpack.huffman_table import decode_huffman
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tidings.push.transport.hpack_fast import Decoder, Encoder, huffman_decode
+from tidings.push.transport.hpack_fast import Decoder, Encoder, Run, flatten, huffman_decode
 
 HUFFMAN = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
 NAMES = [b":path", b"apns-id", b"authorization", b"apns-topic", b"content-type", b"x-long-" + b"n" * 130]
@@ -44,8 +44,11 @@ def test_what_the_encoder_writes_hpack_reads_back(steps: list[list[tuple[bytes, 
             reference.max_allowed_table_size = max(reference.max_allowed_table_size, item)
             continue
         headers = _as_tuples(item)
-        compacted = ours.compact(headers)  # as the connection hands headers to h2
-        assert len(compacted) <= len(headers)
+        indexable = [h for h in headers if h.indexable]
+        grouped = [Run(indexable[: len(indexable) // 2]), *headers] if indexable else headers  # some in a Run
+        headers = flatten(grouped)
+        compacted = ours.compact(grouped)  # as the connection hands headers to h2
+        assert not any(isinstance(h, Run) for h in compacted)
         decoded = reference.decode(ours.encode(compacted), raw=True)
         assert [tuple(h) for h in decoded] == [tuple(h) for h in headers]
         assert list(reference.header_table.dynamic_entries) == list(ours.header_table.dynamic_entries)
@@ -74,6 +77,10 @@ def test_repeated_headers_become_cached_indices_and_volatile_ones_leave_the_tabl
     compacted = encoder.compact([*constant, NeverIndexedHeaderTuple(b"apns-id", b"4")])
     assert len(compacted) == 2  # :method stays visible to h2, the rest is one pre-encoded item
     assert encoder.encode(compacted)[:-1] == second[:-1]
+    run = Run(constant[1:])  # the same headers as one object: one lookup, the same bytes
+    grouped = encoder.compact([constant[0], run, NeverIndexedHeaderTuple(b"apns-id", b"4")])
+    assert encoder.encode(grouped) == encoder.encode(compacted)
+    assert list(encoder.runs) == [run]
     decoder = hpack.Decoder()
     assert decoder.decode(first, raw=True)[1] == constant[1]
     assert decoder.decode(second, raw=True)[3] == (b"apns-id", b"2")

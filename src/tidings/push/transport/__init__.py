@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Sequence
+from typing import Any
 
 from hpack import NeverIndexedHeaderTuple
 
 from .errors import Http2Unsupported, ResponseTooLarge, TransportError, TransportTimeout
-from .h2setup import Headers, Limits, Response
+from .h2setup import Limits, Response
+from .hpack_fast import Run, flatten
 from .http1 import Http1
 from .pool import Origin, Pool, PoolSettings, Ticket
 
@@ -33,13 +35,21 @@ __all__ = [
     "PoolSettings",
     "Response",
     "ResponseTooLarge",
+    "Run",
     "Transport",
     "TransportError",
     "TransportTimeout",
+    "repeated",
     "volatile",
 ]
 
 DEFAULT_TIMEOUT = 10.0
+
+
+def repeated(headers: Sequence[tuple[bytes, bytes]]) -> Run:
+    """Headers that go out together, unchanged, with request after request (a provider's token, topic,
+    priority): passed as this same object each time, they are HPACK-encoded once while the table stands."""
+    return Run(headers)
 
 
 def volatile(name: bytes, value: bytes) -> tuple[bytes, bytes]:
@@ -82,7 +92,7 @@ class Transport:
         self,
         origin: str,
         path: bytes,
-        headers: Sequence[tuple[bytes, bytes]],
+        headers: Sequence[tuple[bytes, bytes] | Run],
         body: bytes,
         *,
         method: bytes = b"POST",
@@ -90,8 +100,10 @@ class Transport:
     ) -> Response:
         """Send one request to `origin` (scheme://host[:port]) and return the answer, whatever its status.
 
-        `headers` are lower-case, without pseudo-headers. Raises TransportError (TransportTimeout when the
-        deadline passed); `error.sent` is False when the server certainly did not process the request.
+        `headers` are lower-case, without pseudo-headers; `volatile` marks those that change with every request,
+        `repeated` groups those that go out together unchanged time after time (cheaper to encode). Raises
+        TransportError (TransportTimeout when the deadline passed); `error.sent` is False when the server
+        certainly did not process the request.
         """
         wait = self.timeout if within is None else within
         pool = self._pools.get(origin)
@@ -101,7 +113,7 @@ class Transport:
             return await self._request_http1(origin, path, headers, body, method, wait)
         # The pseudo-headers that vary (:path) before those that do not: the constant ones then form one run
         # with the caller's (hpack_fast.Encoder.compact); the order of pseudo-headers is free (RFC 9113 §8.3).
-        full: Headers = [(b":method", method), volatile(b":path", path), *pool.pseudo, *headers]
+        full: list[Any] = [(b":method", method), volatile(b":path", path), pool.pseudo, *headers]
         loop = pool.loop
         ticket = Ticket()
         deadline = pool.deadlines.start(loop.time() + wait)  # asyncio.timeout_at, without a timer each
@@ -142,7 +154,7 @@ class Transport:
         self,
         origin: str,
         path: bytes,
-        headers: Sequence[tuple[bytes, bytes]],
+        headers: Sequence[tuple[bytes, bytes] | Run],
         body: bytes,
         method: bytes,
         wait: float,
@@ -159,7 +171,7 @@ class Transport:
         try:
             async with asyncio.timeout(wait):
                 return await self._http1.request(
-                    method, origin + path.decode(), list(headers), body, within=wait
+                    method, origin + path.decode(), flatten(headers), body, within=wait
                 )
         except TimeoutError:
             raise TransportTimeout(

@@ -23,6 +23,7 @@ from .connection import H2Protocol
 from .deadlines import Deadlines
 from .errors import Http2Unsupported, NotSent, TransportError
 from .h2setup import Headers, Limits, Response
+from .hpack_fast import Run
 
 MAX_UNSENT_RESENDS = 10  # a server refusing every stream at once must not turn into a busy loop
 
@@ -86,7 +87,7 @@ class Pool:
         self.ticker: asyncio.TimerHandle | None = None
         self.tick = max(0.02, min(settings.ping_after, settings.ping_timeout, settings.stall_after) / 4)
         self.closed = False
-        self.pseudo = ((b":scheme", origin.scheme.encode()), (b":authority", origin.authority.encode()))
+        self.pseudo = Run(((b":scheme", origin.scheme.encode()), (b":authority", origin.authority.encode())))
 
     # --- requests ------------------------------------------------------------------------------------------
     async def request(self, headers: Headers, body: bytes, ticket: Ticket) -> Response:
