@@ -129,12 +129,17 @@ class Connection(h2.connection.H2Connection):
 class StateMachine(h2.connection.H2ConnectionStateMachine):
     """h2's connection state machine, except that a GOAWAY received leaves it open (see connection.py): the
     streams at or below its last stream id still finish. Done here, inside h2's own processing, because frames
-    right behind the GOAWAY in the same read would otherwise already be refused."""
+    right behind the GOAWAY in the same read would otherwise already be refused. In h2's own transition table
+    (a GOAWAY received keeps the state), so that every other input costs what it costs in h2."""
 
-    def process_input(self, input_: ConnectionInputs) -> list[Any]:
-        if input_ is ConnectionInputs.RECV_GOAWAY and self.state is not ConnectionState.CLOSED:
-            return []
-        return super().process_input(input_)
+    _transitions = {  # noqa: RUF012 (h2 declares it as it is)
+        **h2.connection.H2ConnectionStateMachine._transitions,
+        **{
+            (state, ConnectionInputs.RECV_GOAWAY): (None, state)
+            for state in ConnectionState
+            if state is not ConnectionState.CLOSED
+        },
+    }
 
 
 def retrieve(future: asyncio.Future[None]) -> None:
