@@ -36,8 +36,8 @@ from tidings.push.transport import hpack_fast
 from tidings.push.transport import pool as pool_module
 from tidings.push.transport.connection import H2Protocol
 from tidings.push.transport.deadlines import Deadlines
-from tidings.push.transport.h2setup import Connection
-from tidings.push.transport.hpack_fast import Decoder, Encoder
+from tidings.push.transport.h2setup import Connection, StateMachine
+from tidings.push.transport.hpack_fast import Decoder, Encoder, flatten
 
 from . import phases
 
@@ -165,6 +165,12 @@ def _without(levers: set[str]) -> None:
             return deadline
 
         Deadlines.start = start  # type: ignore[method-assign]
+    if "compact" in levers:  # every header through h2 one by one (no pre-encoded runs)
+        Encoder.compact = lambda self, headers: flatten(headers)  # type: ignore[method-assign]
+    if "h2" in levers:  # h2's own frame assertion, received-frame repr and state machine call
+        Connection._prepare_for_sending = h2.connection.H2Connection._prepare_for_sending  # type: ignore[method-assign]
+        Connection._receive_frame = h2.connection.H2Connection._receive_frame  # type: ignore[method-assign]
+        StateMachine._transitions = h2.connection.H2ConnectionStateMachine._transitions
     if "uuid" in levers:  # uuid.uuid5 for apns-id
         apns.apns_id = lambda event, device: str(uuid.uuid5(apns.APNS_ID_NAMESPACE, f"{event}/{device}"))
 
@@ -238,7 +244,7 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, help="also profile a run; print the top N")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument(
-        "--without", default="", help="levers off: count,encode,decode,huffman,deadlines,uuid"
+        "--without", default="", help="levers off: count,encode,compact,decode,huffman,deadlines,h2,uuid"
     )
     parser.add_argument("--no-uvloop", dest="uvloop", action="store_false")
     args = parser.parse_args()
