@@ -11,7 +11,7 @@ import pytest
 from push_helpers import DEVICE, KEY_ID, TEAM_ID, TOPIC, note
 
 from support import ManualClock
-from tidings.push.apns import ApnsProvider, apns_id
+from tidings.push.apns import APNS_ID_NAMESPACE, ApnsProvider, apns_id
 from tidings.push.base import Outcome, Target
 from tidings.sandbox.apns import ApnsSandbox
 
@@ -94,6 +94,8 @@ async def test_a_token_that_could_alter_the_path_is_refused_locally(
 
 def test_apns_id_is_stable_per_event_and_device() -> None:
     assert apns_id("e1", "d1") == apns_id("e1", "d1") != apns_id("e1", "d2")
+    for event, device in [("e1", "d1"), ("1700000000000-0", "dévice/7"), ("", "")]:  # the same ids as ever
+        assert apns_id(event, device) == str(uuid.uuid5(APNS_ID_NAMESPACE, f"{event}/{device}"))
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,12 @@ request within `timeout`; anything else without an answer comes back as retry_la
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 import orjson
@@ -31,11 +33,12 @@ from .base import (
     parse_retry_after,
     transport_failure,
 )
-from .transport import DEFAULT_TIMEOUT, Transport, TransportError, volatile
+from .transport import DEFAULT_TIMEOUT, Run, Transport, TransportError, repeated, volatile
 
 PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"
 APNS_ID_NAMESPACE = uuid.UUID("6f0d3c1e-5b8a-4e0a-9a55-7d1c2b9e4f10")  # apns-id = uuid5(ns, event/device)
+_NAMESPACE_BYTES = APNS_ID_NAMESPACE.bytes
 
 DEAD_TOKEN_REASONS = frozenset(
     {"Unregistered", "ExpiredToken", "BadDeviceToken", "DeviceTokenNotForTopic", "TopicDisallowed"}
@@ -52,8 +55,15 @@ class ApnsPrepared:
 
 
 def apns_id(event_id: str, device_id: str) -> str:
-    """Deterministic per (event, device), so a redelivered job is recognisable in Apple's and our logs."""
-    return str(uuid.uuid5(APNS_ID_NAMESPACE, f"{event_id}/{device_id}"))
+    """Deterministic per (event, device), so a redelivered job is recognisable in Apple's and our logs.
+
+    uuid5(APNS_ID_NAMESPACE, "event/device"), computed without uuid.UUID's integer round trips (a third of the
+    cost, once per push)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{event_id}/{device_id}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def load_signing_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
@@ -109,7 +119,7 @@ class ApnsProvider(Provider):
         self.transport = transport or Transport(
             timeout=timeout, http1=False, ssl_context=ssl_context, service="APNs"
         )
-        self._auth = ("", b"")
+        self._run: tuple[ApnsPrepared | None, str, str, Run] = (None, "", "", repeated([]))
 
     @property
     def configured(self) -> bool:
@@ -154,28 +164,33 @@ class ApnsProvider(Provider):
         topic = target.topic or self.topic
         ident = apns_id(prepared.event_id, target.device_id)
         bearer = self._bearer()
-        result = await self._post(target, prepared, topic, ident, bearer)
-        if result.reason == "ExpiredProviderToken":
-            result = await self._post(target, prepared, topic, ident, self._bearer(stale=bearer))
-        return result
-
-    async def _post(
-        self, target: Target, prepared: ApnsPrepared, topic: str, ident: str, bearer: str
-    ) -> Result:
-        if self._auth[0] != bearer:
-            self._auth = (bearer, bearer.encode())
-        headers = [
-            *prepared.wire,
-            (b"apns-topic", topic.encode()),
-            volatile(b"apns-id", ident.encode()),
-            (b"authorization", self._auth[1]),
-        ]
-        path = b"/3/device/" + target.token.encode()
+        base, path = self._base(target), b"/3/device/" + target.token.encode()
         try:
-            response = await self.transport.request(self._base(target), path, headers, prepared.payload)
+            response = await self.transport.request(
+                base, path, self._headers(prepared, topic, ident, bearer), prepared.payload
+            )
+            if response.status != 200 and _reason(response.body) == "ExpiredProviderToken":
+                bearer = self._bearer(
+                    stale=bearer
+                )  # a new token (unless someone minted one), the request again
+                response = await self.transport.request(
+                    base, path, self._headers(prepared, topic, ident, bearer), prepared.payload
+                )
         except TransportError as exc:
             return transport_failure(exc)
-        return self._classify(response.status, response.body, response.header(b"retry-after"))
+        status = response.status
+        return self._classify(
+            status, response.body, None if status == 200 else response.header(b"retry-after")
+        )
+
+    def _headers(self, prepared: ApnsPrepared, topic: str, ident: str, bearer: str) -> list[Any]:
+        run = self._run
+        if run[0] is not prepared or run[1] != topic or run[2] is not bearer:
+            # The headers all sends of this event share, as one object (encoded once); the last one kept, as
+            # the sends of one event mostly follow each other.
+            headers = [*prepared.wire, (b"apns-topic", topic.encode()), (b"authorization", bearer.encode())]
+            run = self._run = (prepared, topic, bearer, repeated(headers))
+        return [run[3], volatile(b"apns-id", ident.encode())]
 
     def _classify(self, status: int, body: bytes, retry_after: bytes | None) -> Result:
         if status == 200:

@@ -165,6 +165,40 @@ async def test_fcm_and_webpush_answers_from_hypercorn_are_classified(
     assert web_results["good"].outcome is Outcome.delivered
 
 
+def length_echo() -> Any:
+    """An ASGI app answering every request with the length and a checksum of the body it received."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": message["type"] + ".complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        answer = f"{len(body)} {sum(body)}".encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": answer})
+
+    return app
+
+
+async def test_bodies_larger_than_a_frame_arrive_whole(hypercorn: Server) -> None:
+    """A body over the 16 KB frame size (the window allowing more) goes out as several DATA frames."""
+    async with hypercorn(length_echo()) as origin:
+        transport = Transport(timeout=5.0, http1=False, settings=fast())
+        bodies = [bytes(range(256)) * 200, b"x" * 16_384, b"y" * 16_385]  # 51,200 bytes; one frame; just over
+        try:
+            answers = [await transport.request(origin, b"/echo", [], body) for body in bodies]
+        finally:
+            await transport.aclose()
+    assert [a.body for a in answers] == [f"{len(b)} {sum(b)}".encode() for b in bodies]
+
+
 async def test_hypercorn_goaway_every_300_requests_under_2000_concurrent(hypercorn: Server) -> None:
     """hypercorn closes a connection after 300 requests with GOAWAY, but its h2 then stops answering the streams
     it had taken (h2 issue 1181 on the server side) and treats our frames still in flight as a protocol error.

@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Sequence
+from typing import Any
 
 from hpack import NeverIndexedHeaderTuple
 
 from .errors import Http2Unsupported, ResponseTooLarge, TransportError, TransportTimeout
-from .h2setup import Headers, Limits, Response
+from .h2setup import Limits, Response
+from .hpack_fast import Run, flatten
 from .http1 import Http1
 from .pool import Origin, Pool, PoolSettings, Ticket
 
@@ -33,19 +35,27 @@ __all__ = [
     "PoolSettings",
     "Response",
     "ResponseTooLarge",
+    "Run",
     "Transport",
     "TransportError",
     "TransportTimeout",
+    "repeated",
     "volatile",
 ]
 
 DEFAULT_TIMEOUT = 10.0
 
 
+def repeated(headers: Sequence[tuple[bytes, bytes]]) -> Run:
+    """Headers that go out together, unchanged, with request after request (a provider's token, topic,
+    priority): passed as this same object each time, they are HPACK-encoded once while the table stands."""
+    return Run(headers)
+
+
 def volatile(name: bytes, value: bytes) -> tuple[bytes, bytes]:
     """A header whose value changes with every request (an id): kept out of the HPACK table, where it would
     only evict the headers that repeat."""
-    return NeverIndexedHeaderTuple(name, value)
+    return tuple.__new__(NeverIndexedHeaderTuple, (name, value))  # its own __new__ is Python, per call
 
 
 MAX_POOLS = 64  # origins with open connections (real deployments see a handful; Web Push a few dozen)
@@ -82,7 +92,7 @@ class Transport:
         self,
         origin: str,
         path: bytes,
-        headers: Sequence[tuple[bytes, bytes]],
+        headers: Sequence[tuple[bytes, bytes] | Run],
         body: bytes,
         *,
         method: bytes = b"POST",
@@ -90,8 +100,10 @@ class Transport:
     ) -> Response:
         """Send one request to `origin` (scheme://host[:port]) and return the answer, whatever its status.
 
-        `headers` are lower-case, without pseudo-headers. Raises TransportError (TransportTimeout when the
-        deadline passed); `error.sent` is False when the server certainly did not process the request.
+        `headers` are lower-case, without pseudo-headers; `volatile` marks those that change with every request,
+        `repeated` groups those that go out together unchanged time after time (cheaper to encode). Raises
+        TransportError (TransportTimeout when the deadline passed); `error.sent` is False when the server
+        certainly did not process the request.
         """
         wait = self.timeout if within is None else within
         pool = self._pools.get(origin)
@@ -99,19 +111,17 @@ class Transport:
             pool = self._pool(origin)
         if pool.http1:
             return await self._request_http1(origin, path, headers, body, method, wait)
-        full: Headers = [
-            (b":method", method),
-            *pool.pseudo,
-            volatile(b":path", path),
-            *headers,
-        ]
+        # The pseudo-headers that vary (:path) before those that do not: the constant ones then form one run
+        # with the caller's (hpack_fast.Encoder.compact); the order of pseudo-headers is free (RFC 9113 §8.3).
+        full: list[Any] = [(b":method", method), volatile(b":path", path), pool.pseudo, *headers]
         loop = pool.loop
-        deadline = loop.time() + wait
         ticket = Ticket()
+        deadline = pool.deadlines.start(loop.time() + wait)  # asyncio.timeout_at, without a timer each
         try:
-            async with asyncio.timeout_at(deadline):
-                return await pool.request(full, body, ticket)
-        except TimeoutError:
+            return await pool.request(full, body, ticket)
+        except asyncio.CancelledError:
+            if not deadline.timed_out():
+                raise
             waiting = ticket.waiting_for
             if waiting == "a connection" and pool.connections_opened:
                 waiting = "a stream slot"  # connected meanwhile, but the server allowed no stream
@@ -120,7 +130,9 @@ class Transport:
         except Http2Unsupported:
             if not self.http1_allowed:
                 raise
-        return await self._request_http1(origin, path, headers, body, method, deadline - loop.time())
+        finally:
+            deadline.finish()
+        return await self._request_http1(origin, path, headers, body, method, deadline.when - loop.time())
 
     def _pool(self, origin: str) -> Pool:
         parsed = Origin.parse(origin)
@@ -142,7 +154,7 @@ class Transport:
         self,
         origin: str,
         path: bytes,
-        headers: Sequence[tuple[bytes, bytes]],
+        headers: Sequence[tuple[bytes, bytes] | Run],
         body: bytes,
         method: bytes,
         wait: float,
@@ -159,7 +171,7 @@ class Transport:
         try:
             async with asyncio.timeout(wait):
                 return await self._http1.request(
-                    method, origin + path.decode(), list(headers), body, within=wait
+                    method, origin + path.decode(), flatten(headers), body, within=wait
                 )
         except TimeoutError:
             raise TransportTimeout(

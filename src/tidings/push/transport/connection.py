@@ -38,8 +38,7 @@ from .errors import Http2Unsupported, NotSent, ResponseTooLarge, TransportError
 from .h2setup import (
     CONFIG,
     PING,
-    Decoder,
-    Encoder,
+    Connection,
     Headers,
     Limits,
     Response,
@@ -49,6 +48,7 @@ from .h2setup import (
     retrieve,
     status_of,
 )
+from .hpack_fast import Decoder, Encoder
 
 
 class H2Protocol(asyncio.Protocol):
@@ -59,9 +59,9 @@ class H2Protocol(asyncio.Protocol):
         self.authority = authority
         self.limits = limits
         self.on_change = on_change  # the pool: slots appeared or the connection stopped taking streams
-        self.h2 = h2.connection.H2Connection(config=CONFIG)
+        self.h2 = Connection(config=CONFIG)
         self.h2.decoder = Decoder(limits.hard_header_list_size)
-        self.h2.encoder = Encoder()
+        self.h2.encoder = self.encoder = Encoder()
         self.h2.state_machine = StateMachine()  # see the module docstring
         self.h2.local_settings = h2.settings.Settings(
             client=True,
@@ -76,6 +76,7 @@ class H2Protocol(asyncio.Protocol):
         self.ready.add_done_callback(retrieve)  # a setup failure nobody waits for any more is not an error
         self.usable = True  # takes new streams (not after GOAWAY, loss, retirement or used-up ids)
         self.reserved = 0  # slots the pool handed out: streams open or about to be
+        self.allowed = 0  # streams at once: the server's MAX_CONCURRENT_STREAMS (from its SETTINGS), our cap
         self.streams: dict[int, Stream] = {}
         self.blocked: list[int] = []  # streams whose body waits for flow-control credit, oldest first
         self.flushed_upto = 0  # highest stream id whose frames were handed to the socket
@@ -93,27 +94,31 @@ class H2Protocol(asyncio.Protocol):
         """Stream slots free for new requests now."""
         if not self.usable or not self.ready.done():
             return 0
-        allowed = min(self.h2.remote_settings.max_concurrent_streams, self.limits.max_streams)
-        return allowed - self.reserved
+        return self.allowed - self.reserved
 
     def start(self, headers: Headers, body: bytes) -> tuple[int, asyncio.Future[Response]]:
         """Open a stream and queue its frames (written at the end of this loop iteration)."""
         if not self.usable or self.transport is None:
             raise NotSent(f"connection no longer takes streams ({self.reason or 'closed'})")
-        try:
-            stream_id = self.h2.get_next_available_stream_id()
-            self.h2.send_headers(stream_id, headers, end_stream=not body)
-        except h2.exceptions.NoAvailableStreamIDError:
+        stream_id = self.h2.highest_outbound_stream_id + 2 if self.h2.highest_outbound_stream_id else 1
+        if (
+            stream_id > self.h2.HIGHEST_ALLOWED_STREAM_ID
+        ):  # as get_next_available_stream_id, without its log call
             self.retire("stream ids used up")
-            raise NotSent("stream ids used up") from None
+            raise NotSent("stream ids used up")
+        try:
+            self.h2.send_headers(stream_id, self.encoder.compact(headers), end_stream=not body)
         except h2.exceptions.TooManyStreamsError:  # the server lowered its limit since the slot was given
             raise NotSent("the server lowered MAX_CONCURRENT_STREAMS") from None
         stream = self.streams[stream_id] = Stream(self.loop.create_future())
         if body:
-            stream.pending = memoryview(body)
-            self._send_body(stream_id, stream)
-            if stream.pending is not None:
-                self.blocked.append(stream_id)
+            try:  # the usual case: one DATA frame, no copy (h2 checks the window and frame size first)
+                self.h2.send_data(stream_id, body, end_stream=True)
+            except (h2.exceptions.FlowControlError, h2.exceptions.FrameTooLargeError):
+                stream.pending = memoryview(body)
+                self._send_body(stream_id, stream)
+                if stream.pending is not None:
+                    self.blocked.append(stream_id)
         if self.flush_handle is None:
             self.flush_handle = self.loop.call_soon(self.flush)
         return stream_id, stream.future
@@ -271,6 +276,7 @@ class H2Protocol(asyncio.Protocol):
             self.transport.close()
 
     def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
+        self.allowed = min(self.h2.remote_settings.max_concurrent_streams, self.limits.max_streams)
         if not self.ready.done():
             self.ready.set_result(None)
             self.last_progress = self.loop.time()
@@ -324,7 +330,7 @@ class H2Protocol(asyncio.Protocol):
         stream = self.streams.get(stream_id)
         if stream is None:
             return
-        self.last_progress = self.loop.time()
+        self.last_progress = self.last_received  # now: set as these bytes arrived
         if not stream.status:
             self._finish(stream_id, TransportError("stream ended without a response", sent=True))
         else:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import struct
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import h2.config
 import h2.connection
-import hpack
+import h2.exceptions
 from h2.connection import ConnectionInputs, ConnectionState
+from h2.errors import ErrorCodes
+from hyperframe.frame import RstStreamFrame
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -72,39 +75,71 @@ class Stream:
         self.pending: memoryview | None = None  # request body still waiting for flow-control credit
 
 
-class Decoder(hpack.Decoder):
-    """HPACK decoding with a fixed bound: h2 sets the decoder's bound to our advertised size when our SETTINGS
-    are acked, which would make an oversized answer fatal to the connection (see connection.py)."""
+class Connection(h2.connection.H2Connection):
+    """h2's connection, counting its open streams cheaply. h2 counts them before every new stream by scanning
+    every stream it holds (which is also where it forgets closed ones), a cost that grew with the requests in
+    flight. A client's streams are all its own, so their number is an upper bound of the open ones: that is
+    what `open_outbound_streams` gives here, and h2's exact scan runs only when the bound reaches the server's
+    limit (so the limit holds exactly) or when enough streams may have closed since the last scan (amortised
+    O(1) per stream; closed streams still leave h2's table)."""
 
-    def __init__(self, bound: int) -> None:
-        self.bound = bound
-        super().__init__()
+    _sweep_at = 64
 
     @property
-    def max_header_list_size(self) -> int:
-        return self.bound
+    def open_outbound_streams(self) -> int:
+        count = len(self.streams)
+        if count >= self._sweep_at or count >= self.remote_settings.max_concurrent_streams:
+            count = self._open_streams(int(self.config.client_side))
+            self._sweep_at = 2 * len(self.streams) + 64
+        return count
 
-    @max_header_list_size.setter
-    def max_header_list_size(self, value: int) -> None:
-        pass
+    def _prepare_for_sending(self, frames: list[Any]) -> None:
+        # h2's, without its assertion over every frame (a generator per call, three calls per request) that
+        # its own HEADERS slicing and our DATA chunks (connection._send_body) respect the frame size.
+        if frames:
+            self._data_to_send += b"".join([frame.serialize() for frame in frames])
+
+    def _receive_frame(self, frame: Any) -> list[Any]:
+        # h2's, without building repr(frame) for its no-op trace log on every frame received.
+        events: list[Any]
+        try:
+            frames, events = self._frame_dispatch_table[frame.__class__](frame)
+        except h2.exceptions.StreamClosedError as e:
+            if not self._stream_is_closed_by_reset(e.stream_id):
+                raise
+            reset = RstStreamFrame(e.stream_id)
+            reset.error_code = e.error_code
+            self._prepare_for_sending([reset])
+            events = e._events
+        except h2.exceptions.StreamIDTooLowError as e:
+            if self._stream_is_closed_by_reset(e.stream_id):
+                reset = RstStreamFrame(e.stream_id)
+                reset.error_code = ErrorCodes.STREAM_CLOSED
+                self._prepare_for_sending([reset])
+                events = []
+            elif self._stream_is_closed_by_end(e.stream_id):
+                raise h2.exceptions.StreamClosedError(e.stream_id) from e
+            else:
+                raise
+        else:
+            self._prepare_for_sending(frames)
+        return events
 
 
 class StateMachine(h2.connection.H2ConnectionStateMachine):
     """h2's connection state machine, except that a GOAWAY received leaves it open (see connection.py): the
     streams at or below its last stream id still finish. Done here, inside h2's own processing, because frames
-    right behind the GOAWAY in the same read would otherwise already be refused."""
+    right behind the GOAWAY in the same read would otherwise already be refused. In h2's own transition table
+    (a GOAWAY received keeps the state), so that every other input costs what it costs in h2."""
 
-    def process_input(self, input_: ConnectionInputs) -> list[Any]:
-        if input_ is ConnectionInputs.RECV_GOAWAY and self.state is not ConnectionState.CLOSED:
-            return []
-        return super().process_input(input_)
-
-
-class Encoder(hpack.Encoder):
-    """HPACK encoding without Huffman coding of literals (pure Python in hpack, per byte)."""
-
-    def encode(self, headers: Any, huffman: bool = False) -> bytes:
-        return super().encode(headers, huffman=False)
+    _transitions = {  # noqa: RUF012 (h2 declares it as it is)
+        **h2.connection.H2ConnectionStateMachine._transitions,
+        **{
+            (state, ConnectionInputs.RECV_GOAWAY): (None, state)
+            for state in ConnectionState
+            if state is not ConnectionState.CLOSED
+        },
+    }
 
 
 def retrieve(future: asyncio.Future[None]) -> None:
@@ -113,7 +148,7 @@ def retrieve(future: asyncio.Future[None]) -> None:
 
 
 def header_list_size(headers: Headers) -> int:
-    return sum(len(name) + len(value) + 32 for name, value in headers)  # RFC 9113 §6.5.2
+    return 32 * len(headers) + sum(map(len, chain.from_iterable(headers)))  # RFC 9113 §6.5.2
 
 
 def status_of(headers: Headers) -> int:

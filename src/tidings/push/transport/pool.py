@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .connection import H2Protocol
+from .deadlines import Deadlines
 from .errors import Http2Unsupported, NotSent, TransportError
 from .h2setup import Headers, Limits, Response
+from .hpack_fast import Run
 
 MAX_UNSENT_RESENDS = 10  # a server refusing every stream at once must not turn into a busy loop
 
@@ -75,6 +77,7 @@ class Pool:
         self.ssl_context = ssl_context
         self.alpn = alpn
         self.loop = asyncio.get_running_loop()
+        self.deadlines = Deadlines(self.loop)  # of the requests to this origin
         self.connections: list[H2Protocol] = []
         self.connecting: asyncio.Task[None] | None = None
         self.waiters: deque[asyncio.Future[H2Protocol]] = deque()
@@ -84,13 +87,13 @@ class Pool:
         self.ticker: asyncio.TimerHandle | None = None
         self.tick = max(0.02, min(settings.ping_after, settings.ping_timeout, settings.stall_after) / 4)
         self.closed = False
-        self.pseudo = ((b":scheme", origin.scheme.encode()), (b":authority", origin.authority.encode()))
+        self.pseudo = Run(((b":scheme", origin.scheme.encode()), (b":authority", origin.authority.encode())))
 
     # --- requests ------------------------------------------------------------------------------------------
     async def request(self, headers: Headers, body: bytes, ticket: Ticket) -> Response:
         """Send on a free slot, again on another connection while it was never sent; the caller's deadline ends it."""
         while True:
-            connection = await self.acquire(ticket)
+            connection = self._take() or await self.acquire(ticket)
             try:
                 ticket.waiting_for = "the response"
                 stream_id, future = connection.start(headers, body)
@@ -110,15 +113,22 @@ class Pool:
             finally:
                 self.release(connection)
 
-    async def acquire(self, ticket: Ticket) -> H2Protocol:
-        """A connection with a stream slot reserved for the caller."""
-        if self.http1:
-            raise Http2Unsupported(f"{self.origin.authority} does not speak HTTP/2")
-        if not self.waiters:  # first come, first served: never overtake a waiter
+    def _take(self) -> H2Protocol | None:
+        """A free slot now, if there is one and nobody waits for one (first come, first served)."""
+        if not self.waiters and not self.http1:
             for connection in self.connections:
                 if connection.capacity > 0:
                     connection.reserved += 1
                     return connection
+        return None
+
+    async def acquire(self, ticket: Ticket) -> H2Protocol:
+        """A connection with a stream slot reserved for the caller."""
+        if self.http1:
+            raise Http2Unsupported(f"{self.origin.authority} does not speak HTTP/2")
+        connection = self._take()
+        if connection is not None:
+            return connection
         ticket.waiting_for = "a stream slot" if self.connections else "a connection"
         waiter: asyncio.Future[H2Protocol] = self.loop.create_future()
         self.waiters.append(waiter)
