@@ -15,7 +15,8 @@ through one transport mostly share its timeout, so their deadlines arrive in ord
 one timer, set for the oldest deadline still pending; a deadline earlier than the last one queued gets a timer
 of its own. When a deadline passes, its task is cancelled; `timed_out` tells that cancellation from any other,
 as asyncio.timeout does (Task.cancelling/uncancel), so the CancelledError cleanup of everything awaited inside
-runs as before.
+runs as before. A finished request leaves the queue when it reaches the front: behind one that hangs, finished
+ones wait (a small object each, without their task) until the hanging one's deadline passes.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ is how a header block is turned into bytes and back, which was a quarter of the 
   which leave the table alone, so the cache survives them. `compact` hands h2 each run of cached headers as
   one pre-encoded item, so h2's per-header work is done per run. No Huffman coding on send (pure Python).
 - Decoder: one pass over the block without hpack's per-field objects and log calls, and Huffman decoding a
-  byte at a time from a table built on first use (hpack walks the code half a byte at a time); answers carry
-  Huffman-coded ids (APNs: apns-id, apns-unique-id) that differ every time, so nothing can be cached there.
+  byte at a time (huffman.py); answers carry Huffman-coded ids (APNs: apns-id, apns-unique-id) that differ
+  every time, so nothing can be cached there.
 """
 
 from __future__ import annotations

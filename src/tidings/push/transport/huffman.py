@@ -1,17 +1,18 @@
-"""HPACK Huffman decoding (RFC 7541 Appendix B) a byte at a time, from tables built on first use: hpack walks the
-code half a byte at a time, and the answers of a push service carry Huffman-coded ids that differ every time."""
+"""Huffman decoding of HPACK string literals (RFC 7541 5.2, Appendix B), a byte at a time.
+
+hpack walks the code half a byte at a time; here a table built on first use (~20 ms, ~1.8 MB) gives, for each
+state and input byte, the next state and the bytes completed, so decoding is one lookup per byte. APNs answers
+carry two Huffman-coded ids that differ every time; this is most of what decoding an answer costs.
+"""
 
 from __future__ import annotations
 
 from hpack.exceptions import HPACKDecodingError
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 
-__all__ = ["huffman_decode"]
-
-# --- Huffman decoding, a byte at a time ---------------------------------------------------------------------
 # A state is a node of the code tree (RFC 7541 Appendix B) between symbols, numbered 0 (the root) to 255.
-# For state s and input byte b, _NEXT[s << 8 | b] is the state after b (shifted left by 8, ready for the next
-# index; DEAD after an EOS symbol, and DEAD stays DEAD) and _EMIT[s << 8 | b] the bytes b completed. A string
+# For state s and input byte b, nexts[s << 8 | b] is the state after b (shifted left by 8, ready for the next
+# index; DEAD after an EOS symbol, and DEAD stays DEAD) and emits[s << 8 | b] the bytes b completed. A string
 # is valid if it ends in an accepting state: the root or a run of fewer than 8 one-bits (the padding, 5.2).
 
 DEAD = 256
